@@ -1,0 +1,47 @@
+# CourseBridge: the two commands a newcomer needs are `make run` and `make test`.
+# Both create their own environment on first use: a pinned uv in .tools/, the locked workspace in .venv/.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+RUN := $(UV) run --frozen
+
+.PHONY: run test lint format samples bench env clean
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+.venv/.synced: $(UV) uv.lock pyproject.toml libs/coursebridge/pyproject.toml services/*/pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+env: .venv/.synced
+
+## Run the whole pipeline locally on the embedded backend (Ctrl-C stops everything).
+run: env
+	$(RUN) python tools/local_stack.py
+
+## Send sample Hotmart webhooks to the running local stack.
+samples: env
+	$(RUN) python -m ingest.entrypoints.send_samples $(ARGS)
+
+## Every test: unit, contract (embedded and Google's emulators), service and end to end.
+test: env
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: env
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+
+format: env
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+## Benchmarks print figures; see docs/benchmarks.md.
+bench: env
+	$(RUN) python benchmarks/ingest_throughput.py $(ARGS)
+
+clean:
+	rm -rf .venv .tools .pytest_cache .ruff_cache

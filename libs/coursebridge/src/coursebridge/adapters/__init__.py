@@ -1,0 +1,1 @@
+"""Adapters: the only modules that touch SQLite, Pub/Sub or Firestore."""

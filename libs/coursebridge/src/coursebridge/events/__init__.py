@@ -1,0 +1,23 @@
+"""Event envelope (CloudEvents 1.0) and the versioned contracts of every event type."""
+
+from coursebridge.events.contracts import (
+    CONTRACTS,
+    EventContract,
+    InvalidEvent,
+    contract_for,
+    register_contract,
+    validate_event,
+)
+from coursebridge.events.envelope import Event, WireMessage, new_event
+
+__all__ = [
+    "CONTRACTS",
+    "Event",
+    "EventContract",
+    "InvalidEvent",
+    "WireMessage",
+    "contract_for",
+    "new_event",
+    "register_contract",
+    "validate_event",
+]

@@ -1,0 +1,176 @@
+"""The ports every service talks to: a message bus and a document store.
+
+Two adapter families implement them: *embedded* (SQLite files under ``COURSEBRIDGE_DATA_DIR``, for a laptop
+with nothing installed) and *gcp* (Pub/Sub and Firestore, or their emulators). Services depend on these
+abstractions only; ``coursebridge.backends`` picks the family from configuration.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from coursebridge.events import Event
+from coursebridge.topology import Topology
+
+T = TypeVar("T")
+JSONDocument = dict[str, Any]
+
+
+# --- bus -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a message reached the handler; ``attempt`` starts at 1 and grows with every redelivery."""
+
+    subscription: str
+    message_id: str
+    attempt: int
+    ordering_key: str | None
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler for a message that no retry can fix: it goes to the dead-letter topic now."""
+
+
+class BusUnavailable(Exception):
+    """The bus could not take a publish right now; the caller keeps the event and tries again later."""
+
+
+EventHandler = Callable[[Event, Delivery], None]
+
+
+class SubscriptionRunner(abc.ABC):
+    """A running subscriber. ``stop`` stops pulling, lets in-flight handlers finish, then returns."""
+
+    @abc.abstractmethod
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+    @abc.abstractmethod
+    def running(self) -> bool: ...
+
+
+class MessageBus(abc.ABC):
+    """At-least-once delivery; a message is acked only after its handler returned.
+
+    A handler that raises gets the message again later (with backoff); after the subscription's
+    ``max_delivery_attempts`` it goes to the dead-letter topic. Messages with the same ordering key are
+    handed over one at a time, in publish order.
+    """
+
+    @abc.abstractmethod
+    def publish(self, topic: str, event: Event, ordering_key: str | None = None) -> str:
+        """Publish durably and return the message id; raises ``BusUnavailable`` when it could not."""
+
+    @abc.abstractmethod
+    def subscribe(
+        self, subscription: str, handler: EventHandler, *, max_in_flight: int = 10
+    ) -> SubscriptionRunner:
+        """Start delivering messages of ``subscription`` to ``handler`` in the background."""
+
+    @abc.abstractmethod
+    def provision(self, topology: Topology) -> None:
+        """Create missing topics and subscriptions (local stacks and tests; GCP uses k8s/ manifests)."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise when the bus is unreachable (readiness probe)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+# --- document store ------------------------------------------------------------------------------------
+
+FilterOp = Literal["==", "!=", "<", "<=", ">", ">=", "in"]
+
+
+@dataclass(frozen=True)
+class Filter:
+    field: str
+    op: FilterOp
+    value: Any
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    data: JSONDocument
+
+
+class DocumentExists(Exception):
+    """``create`` inside a transaction found the document already there."""
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached; nothing was written."""
+
+
+class Transaction(abc.ABC):
+    """Read-modify-write on a service's documents; all reads come before the first write."""
+
+    @abc.abstractmethod
+    def get(self, kind: str, doc_id: str) -> JSONDocument | None: ...
+
+    @abc.abstractmethod
+    def create(self, kind: str, doc_id: str, data: JSONDocument) -> None:
+        """Write a new document; the commit fails with ``DocumentExists`` if it already exists."""
+
+    @abc.abstractmethod
+    def set(self, kind: str, doc_id: str, data: JSONDocument) -> None: ...
+
+    @abc.abstractmethod
+    def delete(self, kind: str, doc_id: str) -> None: ...
+
+
+class DocumentStore(abc.ABC):
+    """One service's own collection. ``kind`` groups documents of one sort (e.g. ``webhooks``).
+
+    Values are JSON types only; timestamps are stored as RFC 3339 UTC strings so they sort the same way
+    in every backend.
+    """
+
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+    @abc.abstractmethod
+    def get(self, kind: str, doc_id: str) -> JSONDocument | None: ...
+
+    @abc.abstractmethod
+    def create(self, kind: str, doc_id: str, data: JSONDocument) -> bool:
+        """Create if absent: True when written, False when a document with that id already existed."""
+
+    @abc.abstractmethod
+    def set(self, kind: str, doc_id: str, data: JSONDocument) -> None: ...
+
+    @abc.abstractmethod
+    def update(self, kind: str, doc_id: str, fields: JSONDocument) -> None:
+        """Merge top-level ``fields`` into an existing document."""
+
+    @abc.abstractmethod
+    def delete(self, kind: str, doc_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def query(
+        self,
+        kind: str,
+        filters: Sequence[Filter] = (),
+        *,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int | None = None,
+    ) -> list[Document]: ...
+
+    @abc.abstractmethod
+    def transaction(self, work: Callable[[Transaction], T]) -> T:
+        """Run ``work`` atomically, retrying it on contention; ``work`` must be free of side effects."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise when the store is unreachable (readiness probe)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

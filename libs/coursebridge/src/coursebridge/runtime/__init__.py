@@ -1,0 +1,1 @@
+"""The service runtime every CourseBridge service shares: logging, metrics, HTTP app, worker."""

@@ -1,0 +1,48 @@
+"""Wire ingest's ports to adapters from configuration. The only place that knows both sides."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from coursebridge.backends import open_bus, open_store
+from coursebridge.runtime.app import create_app
+from coursebridge.runtime.logging import configure_logging, register_secret
+from coursebridge.runtime.worker import Worker
+from coursebridge.topology import TOPOLOGY
+from ingest.config import MAX_BODY_BYTES, IngestSettings
+from ingest.entrypoints.api import count_too_large, webhook_blueprint
+from ingest.service_layer.relay import OutboxRelay
+
+SERVICE = "ingest"
+
+
+def build_api(settings: IngestSettings | None = None) -> Flask:
+    settings = settings or IngestSettings.from_env()
+    configure_logging(SERVICE, settings.platform.log_level)
+    register_secret(*settings.hottoks, settings.admin_token)
+    store = open_store(settings.platform, SERVICE)
+    app = create_app(
+        SERVICE,
+        blueprints=[webhook_blueprint(store, settings.hottoks, settings.admin_token)],
+        readiness={"store": store.check},
+        max_content_length=MAX_BODY_BYTES,
+        gcp_project=settings.platform.gcp_project if settings.platform.backend == "gcp" else None,
+    )
+    count_too_large(app)
+    return app
+
+
+def build_relay_worker(settings: IngestSettings | None = None, *, provision: bool = False) -> Worker:
+    settings = settings or IngestSettings.from_env()
+    configure_logging(SERVICE + "-relay", settings.platform.log_level)
+    store = open_store(settings.platform, SERVICE)
+    bus = open_bus(settings.platform)
+    if provision:
+        bus.provision(TOPOLOGY)
+    relay = OutboxRelay(store, bus, batch_size=settings.relay_batch_size)
+    return Worker(
+        service=SERVICE,
+        bus=bus,
+        loops={"outbox-relay": lambda stop: relay.run(stop, poll_interval=settings.relay_poll_interval)},
+        readiness={"store": store.check, "bus": bus.check},
+    )

@@ -1,0 +1,52 @@
+"""How an accepted webhook is kept: ids, redaction and compact raw bodies. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+import zlib
+
+# Stable namespace so a resent webhook (same Hotmart id) always becomes the same CloudEvent id.
+_EVENT_ID_NAMESPACE = uuid.UUID("6f1c7a52-2f0e-4a4b-9a8e-3c5d2b7e9f10")
+_SAFE_DOC_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
+_BODY_HOTTOK = re.compile(rb'("hottok"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
+
+# Firestore documents are capped at 1 MiB; keep the raw body well under that with room for metadata.
+MAX_STORED_RAW_CHARS = 900_000
+
+
+def document_id(hotmart_event_id: str) -> str:
+    """Hotmart ids are UUIDs and make readable document ids; anything else is hashed to stay valid."""
+    if (
+        _SAFE_DOC_ID.match(hotmart_event_id)
+        and not hotmart_event_id.startswith("__")
+        and hotmart_event_id[0] != "."
+    ):
+        return hotmart_event_id
+    return "sha256-" + hashlib.sha256(hotmart_event_id.encode("utf-8")).hexdigest()
+
+
+def cloud_event_id(hotmart_event_id: str) -> str:
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, "hotmart:" + hotmart_event_id))
+
+
+def quarantine_id(raw_body: bytes) -> str:
+    """The same bad body sent twice is quarantined once."""
+    return "sha256-" + hashlib.sha256(raw_body).hexdigest()
+
+
+def redact_hottok(raw_body: bytes) -> bytes:
+    """Older payloads carry the hottok in the body too; it is a credential and is not kept."""
+    return _BODY_HOTTOK.sub(rb'\1"[redacted]"', raw_body)
+
+
+def pack_raw(raw_body: bytes) -> str | None:
+    """zlib + base64: Hotmart bodies compress ~5x. None when even compressed it would not fit."""
+    packed = base64.b64encode(zlib.compress(raw_body, 6)).decode("ascii")
+    return packed if len(packed) <= MAX_STORED_RAW_CHARS else None
+
+
+def unpack_raw(packed: str) -> bytes:
+    return zlib.decompress(base64.b64decode(packed))

@@ -1,0 +1,139 @@
+"""Accept one authentic webhook body: store it with its outbox entry, or quarantine it with the reason.
+
+Nothing here waits on Pub/Sub. The webhook document and its outbox entry are written in one transaction,
+so either both exist (and the relay will publish) or neither does (and the caller answers 503 so Hotmart
+retries). A resend with the same Hotmart event id finds the webhook document and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import structlog
+
+from coursebridge.events import Event, new_event
+from coursebridge.events.envelope import format_time, utc_now
+from coursebridge.events.payments import register_payment_contracts
+from coursebridge.ports import DocumentStore, Transaction
+from coursebridge.topology import PAYMENTS
+from ingest.domain.hotmart import NotNormalisable, normalise
+from ingest.domain.records import cloud_event_id, document_id, pack_raw, quarantine_id, redact_hottok
+
+log = structlog.get_logger(__name__)
+register_payment_contracts()
+
+WEBHOOKS = "webhooks"
+OUTBOX = "outbox"
+QUARANTINE = "quarantine"
+EVENT_SOURCE = "coursebridge/ingest"
+
+Outcome = Literal["accepted", "duplicate", "quarantined"]
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    outcome: Outcome
+    event_id: str | None = None
+    kind: str | None = None
+    reason: str | None = None
+
+
+def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | None = None) -> IntakeResult:
+    """Store ``raw_body`` durably; raises ``StoreUnavailable`` when that is impossible right now."""
+    received_at = format_time(now or utc_now())
+    raw_body = redact_hottok(raw_body)
+    try:
+        body = json.loads(raw_body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        return _quarantine(store, raw_body, f"body is not valid JSON: {error}", received_at)
+    try:
+        normalised = normalise(body)
+    except NotNormalisable as error:
+        return _quarantine(store, raw_body, str(error), received_at, body)
+
+    event = new_event(
+        normalised.event_type,
+        normalised.data,
+        source=EVENT_SOURCE,
+        correlation_id=normalised.ordering_key,
+        subject=normalised.subject,
+        event_id=cloud_event_id(normalised.event_id),
+        time=normalised.occurred_at,
+    )
+    doc_id = document_id(normalised.event_id)
+    packed = pack_raw(raw_body)
+    webhook = {
+        "hotmart_event_id": normalised.event_id,
+        "hotmart_event": normalised.event_name,
+        "kind": normalised.kind,
+        "received_at": received_at,
+        "occurred_at": format_time(normalised.occurred_at),
+        "ordering_key": normalised.ordering_key,
+        "event_id": event.id,
+        "status": "pending",
+        "raw": packed,
+        "raw_omitted": None if packed is not None else "body too large to keep whole; normalised event kept",
+    }
+    outbox_entry = _outbox_entry(event, normalised.ordering_key, received_at)
+
+    def store_once(tx: Transaction) -> bool:
+        if tx.get(WEBHOOKS, doc_id) is not None:
+            return False
+        tx.create(WEBHOOKS, doc_id, webhook)
+        tx.create(OUTBOX, doc_id, outbox_entry)
+        return True
+
+    created = store.transaction(store_once)
+    outcome: Outcome = "accepted" if created else "duplicate"
+    log.info(
+        "webhook." + outcome, hotmart_event=normalised.event_name, kind=normalised.kind, event_id=event.id
+    )
+    return IntakeResult(outcome=outcome, event_id=normalised.event_id, kind=normalised.kind)
+
+
+def _outbox_entry(event: Event, ordering_key: str, received_at: str) -> dict:
+    return {
+        "topic": PAYMENTS,
+        "ordering_key": ordering_key,
+        "received_at": received_at,
+        "event": event.to_json(),
+    }
+
+
+def _quarantine(
+    store: DocumentStore, raw_body: bytes, reason: str, received_at: str, body: object = None
+) -> IntakeResult:
+    """Keep what could not be understood, with why, for a person to look at; Hotmart still gets 2xx."""
+    hotmart_id = body.get("id") if isinstance(body, dict) else None
+    hotmart_event = body.get("event") if isinstance(body, dict) else None
+    record = {
+        "received_at": received_at,
+        "reason": reason[:2000],
+        "hotmart_event_id": str(hotmart_id)[:256] if hotmart_id is not None else None,
+        "hotmart_event": str(hotmart_event)[:256] if hotmart_event is not None else None,
+        "size_bytes": len(raw_body),
+        "raw": pack_raw(raw_body),
+    }
+    created = store.create(QUARANTINE, quarantine_id(raw_body), record)
+    log.warning("webhook.quarantined", reason=reason[:300], first_time=created)
+    return IntakeResult(outcome="quarantined", reason=reason, event_id=record["hotmart_event_id"])
+
+
+def webhook_record(store: DocumentStore, hotmart_event_id: str) -> dict | None:
+    """What an operator may see of a webhook: its progress, not the buyer's data."""
+    webhook = store.get(WEBHOOKS, document_id(hotmart_event_id))
+    if webhook is None:
+        return None
+    visible = (
+        "hotmart_event_id",
+        "hotmart_event",
+        "kind",
+        "received_at",
+        "occurred_at",
+        "event_id",
+        "status",
+    )
+    return {key: webhook.get(key) for key in (*visible, "published_at", "message_id")}

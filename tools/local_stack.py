@@ -1,0 +1,149 @@
+"""``make run``: the whole pipeline on this machine, on the embedded backend, in the foreground.
+
+Starts every service process, prefixes their output with the process name, and on Ctrl-C or SIGTERM
+stops them all (SIGTERM to each process group, SIGKILL after a grace period). Without HOTMART_HOTTOK /
+ADMIN_TOKEN it generates development values once, keeps them in the data directory and prints them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRACE_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+
+
+def dev_secrets(data_dir: Path) -> dict[str, str]:
+    """HOTMART_HOTTOK and ADMIN_TOKEN from the environment, else development values kept in the data dir."""
+    path = data_dir / "dev-secrets.env"
+    stored: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key and value:
+                stored[key] = value
+    values = {}
+    for name in ("HOTMART_HOTTOK", "ADMIN_TOKEN"):
+        values[name] = (
+            os.environ.get(name) or stored.get(name) or f"dev-{name.lower()}-{secrets.token_hex(8)}"
+        )
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.chmod(0o600)
+    return values
+
+
+def process_specs(env: dict[str, str]) -> list[ProcessSpec]:
+    python = sys.executable
+    gunicorn = [python, "-m", "gunicorn", "-c", "python:coursebridge.runtime.gunicorn_conf"]
+    ingest_port = env.get("INGEST_PORT", "8080")
+    return [
+        ProcessSpec(
+            "ingest-api",
+            [*gunicorn, "ingest.entrypoints.api:create_app()"],
+            {"PORT": ingest_port, "HOST": "127.0.0.1"},
+        ),
+        ProcessSpec("ingest-relay", [python, "-m", "ingest.entrypoints.relay"], {}),
+    ]
+
+
+def provision(env: dict[str, str]) -> None:
+    """Create the embedded bus's topics and subscriptions before anything publishes."""
+    subprocess.run(
+        [sys.executable, "-c", "from coursebridge.tools import provision_main; provision_main()"],
+        env=env,
+        check=True,
+    )
+
+
+def _pump(name: str, stream, lock: threading.Lock) -> None:
+    for line in iter(stream.readline, b""):
+        with lock:
+            sys.stdout.write(f"{name:>14} | {line.decode('utf-8', 'replace')}")
+            sys.stdout.flush()
+
+
+def main() -> int:
+    data_dir = Path(os.environ.get("COURSEBRIDGE_DATA_DIR", ".data")).resolve()
+    env = {**os.environ, "COURSEBRIDGE_BACKEND": "embedded", "COURSEBRIDGE_DATA_DIR": str(data_dir)}
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.update(dev_secrets(data_dir))
+    provision(env)
+
+    ingest_port = env.get("INGEST_PORT", "8080")
+    print(
+        "\nCourseBridge local stack (embedded backend)\n"
+        f"  data directory   {data_dir}\n"
+        f"  ingest webhook   http://127.0.0.1:{ingest_port}/webhooks/hotmart\n"
+        f"  HOTMART_HOTTOK   {env['HOTMART_HOTTOK']}\n"
+        f"  ADMIN_TOKEN      {env['ADMIN_TOKEN']}\n"
+        "  send samples     make samples   (in another terminal)\n"
+        "  stop             Ctrl-C\n",
+        flush=True,
+    )
+
+    lock = threading.Lock()
+    children: list[tuple[ProcessSpec, subprocess.Popen[bytes]]] = []
+    for spec in process_specs(env):
+        child = subprocess.Popen(
+            spec.argv,
+            env={**env, **spec.env},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # our own signal handling decides when children stop
+        )
+        threading.Thread(target=_pump, args=(spec.name, child.stdout, lock), daemon=True).start()
+        children.append((spec, child))
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    exit_code = 0
+    while not stopping.wait(0.5):
+        for spec, child in children:
+            if child.poll() is not None:
+                print(f"\n{spec.name} exited with {child.returncode}; stopping the stack", flush=True)
+                exit_code = 1
+                stopping.set()
+                break
+
+    print("\nstopping: SIGTERM to every process ...", flush=True)
+    for _spec, child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + GRACE_SECONDS
+    for spec, child in children:
+        try:
+            child.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"{spec.name} did not stop in {GRACE_SECONDS}s: SIGKILL", flush=True)
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    print("stopped.", flush=True)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
