@@ -20,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from coursebridge.adapters.sqlite_base import SqliteDatabase
-from coursebridge.events import Event, WireMessage, validate_event
+from coursebridge.events import Event, WireMessage, validate_event, validate_received
 from coursebridge.ports import (
     BusUnavailable,
     Delivery,
@@ -181,6 +181,19 @@ class SqliteBus(MessageBus):
 
     def _lease(self, settings: _SubscriptionSettings, count: int) -> list[_Lease]:
         now = time.time()
+        # Idle subscribers poll often: look without the write lock first, so they never queue writers.
+        ready = (
+            self._db.connection()
+            .execute(
+                "SELECT 1 FROM deliveries WHERE subscription = ? AND ("
+                "(lease_token IS NULL AND available_at <= ?) "
+                "OR (lease_token IS NOT NULL AND lease_expires <= ?)) LIMIT 1",
+                (settings.name, now, now),
+            )
+            .fetchone()
+        )
+        if ready is None:
+            return []
         with self._db.write() as connection:
             rows = connection.execute(
                 """
@@ -414,7 +427,7 @@ class _SqliteRunner(SubscriptionRunner):
         name = self._settings.name
         try:
             event = Event.from_wire(lease.message)
-            validate_event(event)
+            validate_received(event)
         except ValueError as error:
             log.error(
                 "bus.undecodable_message", subscription=name, message_id=lease.message_id, error=str(error)

@@ -7,6 +7,7 @@ from coursebridge.events.contracts import (
     contract_for,
     register_contract,
     validate_event,
+    validate_received,
 )
 from coursebridge.events.envelope import Event, WireMessage, new_event
 
@@ -20,4 +21,8 @@ __all__ = [
     "new_event",
     "register_contract",
     "validate_event",
+    "validate_received",
 ]
+
+# Every contract lives in this library and is registered on import, so every process knows every type.
+from coursebridge.events import diagnostics, payments  # noqa: F401

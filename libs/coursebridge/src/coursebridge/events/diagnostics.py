@@ -10,5 +10,7 @@ DIAGNOSTIC_PING = register_contract(
         schema_name="diagnostic_ping.v1",
         producer="diagnostics",
         description="Operator or test ping; every consumer acknowledges and ignores it.",
+        ordering_key="none",
+        example={"n": 1, "note": "is the payments topic delivering?"},
     )
 )

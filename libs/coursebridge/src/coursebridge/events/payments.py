@@ -18,6 +18,9 @@ _TYPE_PREFIX = "coursebridge.payment."
 _TYPE_SUFFIX = ".v1"
 
 UNRECOGNISED = "unrecognised"
+ORDERING_KEY = (
+    "purchase transaction; `subscriber:<code>` for subscription-only events; else `event:<hotmart id>`"
+)
 
 # kind -> one-line description; the order is the order of Hotmart's event list.
 _DESCRIPTIONS: dict[str, str] = {
@@ -82,6 +85,7 @@ def register_payment_contracts() -> tuple[EventContract, ...]:
                 schema_name=SCHEMA_NAME,
                 producer=PRODUCER,
                 description=description,
+                ordering_key=ORDERING_KEY,
             )
         )
         for kind, description in _DESCRIPTIONS.items()

@@ -74,6 +74,7 @@ def create_app(
                 route=route,
                 status=response.status_code,
                 latency_ms=round(elapsed * 1000, 2),
+                **g.get("log_fields", {}),
             )
         return response
 

@@ -36,6 +36,10 @@ _SEVERITY = {
     "critical": "CRITICAL",
 }
 _secrets: set[str] = set()
+# Fields the runtime itself fills with values from a closed set (never from a request or a payload).
+_TRUSTED_KEYS = frozenset(
+    {"severity", "timestamp", "logger", "service", "method", "route", "outcome", "kind"}
+)
 
 
 def register_secret(*values: str | None) -> None:
@@ -81,10 +85,24 @@ def _cloud_logging_shape(_logger: Any, method: str, event_dict: dict[str, Any]) 
 
 
 def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    if str(event_dict.get("logger", "")).startswith("gunicorn."):
+        # The server's own lines carry addresses and pids, never request data: only secrets are masked.
+        return {key: _mask_secrets(value) for key, value in event_dict.items()}
     return {
-        key: (value if key in ("severity", "timestamp", "logger") else scrub(value, key))
+        key: (
+            value
+            if key in _TRUSTED_KEYS or not isinstance(value, str | Mapping | list | tuple | set)
+            else scrub(value, key)
+        )
         for key, value in event_dict.items()
     }
+
+
+def _mask_secrets(value: Any) -> Any:
+    if isinstance(value, str):
+        for secret in _secrets:
+            value = value.replace(secret, REDACTED)
+    return value
 
 
 _SHARED_PROCESSORS: list[Any] = [
@@ -112,7 +130,11 @@ def json_formatter() -> logging.Formatter:
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route structlog and the standard library through one JSON renderer on stdout."""
     structlog.configure(
-        processors=[*_SHARED_PROCESSORS, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,  # drop disabled levels before any processing
+            *_SHARED_PROCESSORS,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

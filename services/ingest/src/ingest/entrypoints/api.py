@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import resources
 
 import structlog
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, g, jsonify, request
 from prometheus_client import Counter
 
 from coursebridge.ports import DocumentStore, StoreUnavailable
@@ -46,6 +46,7 @@ def webhook_blueprint(store: DocumentStore, hottoks: tuple[str, ...], admin_toke
             log.error("webhook.store_unavailable", action="answered 503 so Hotmart retries")
             return jsonify(error="unavailable", message="could not store the webhook; please retry"), 503
         WEBHOOKS_RECEIVED.labels(result.outcome, result.kind or "").inc()
+        g.log_fields = {"outcome": result.outcome, "kind": result.kind}
         body = {"status": result.outcome, "event_id": result.event_id}
         if result.reason:
             body["reason"] = result.reason

@@ -8,6 +8,8 @@ retries). A resend with the same Hotmart event id finds the webhook document and
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -18,6 +20,7 @@ from coursebridge.events import Event, new_event
 from coursebridge.events.envelope import format_time, utc_now
 from coursebridge.events.payments import register_payment_contracts
 from coursebridge.ports import DocumentStore, Transaction
+from coursebridge.runtime.logging import bind_correlation
 from coursebridge.topology import PAYMENTS
 from ingest.domain.hotmart import NotNormalisable, normalise
 from ingest.domain.records import cloud_event_id, document_id, pack_raw, quarantine_id, redact_hottok
@@ -53,6 +56,7 @@ def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | Non
         normalised = normalise(body)
     except NotNormalisable as error:
         return _quarantine(store, raw_body, str(error), received_at, body)
+    bind_correlation(normalised.ordering_key)  # the rest of this request's log lines follow the purchase
 
     event = new_event(
         normalised.event_type,
@@ -88,7 +92,7 @@ def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | Non
 
     created = store.transaction(store_once)
     outcome: Outcome = "accepted" if created else "duplicate"
-    log.info(
+    log.debug(  # the request's access line carries the outcome; this one only adds ids
         "webhook." + outcome, hotmart_event=normalised.event_name, kind=normalised.kind, event_id=event.id
     )
     return IntakeResult(outcome=outcome, event_id=normalised.event_id, kind=normalised.kind)
@@ -99,8 +103,22 @@ def _outbox_entry(event: Event, ordering_key: str, received_at: str) -> dict:
         "topic": PAYMENTS,
         "ordering_key": ordering_key,
         "received_at": received_at,
+        "sequence": _arrival_sequence(),
         "event": event.to_json(),
     }
+
+
+_last_sequence = 0
+_sequence_lock = threading.Lock()
+
+
+def _arrival_sequence() -> int:
+    """Nanosecond arrival stamp, strictly increasing within a process: the relay publishes in this order,
+    so two events of one purchase accepted in the same millisecond still go out in arrival order."""
+    global _last_sequence
+    with _sequence_lock:
+        _last_sequence = max(time.time_ns(), _last_sequence + 1)
+        return _last_sequence
 
 
 def _quarantine(

@@ -47,7 +47,7 @@ class OutboxRelay:
         self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="relay")
 
     def relay_once(self) -> RelayRound:
-        entries = self._store.query(OUTBOX, order_by="received_at", limit=self._batch_size)
+        entries = self._store.query(OUTBOX, order_by="sequence", limit=self._batch_size)
         round_ = RelayRound()
         if not entries:
             OUTBOX_OLDEST_AGE.set(0)
