@@ -7,6 +7,7 @@ ADMIN_TOKEN it generates development values once, keeps them in the data directo
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import signal
@@ -19,6 +20,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 GRACE_SECONDS = 30
+FAKE_TALENTLMS_PORT = "8090"
+FAKE_TALENTLMS_API_KEY = "local-fake-talentlms-key"
+SERVICES = (
+    ("ingest", "INGEST_PORT", "8080"),
+    ("enrollment", "ENROLLMENT_PORT", "8081"),
+    ("subscription", "SUBSCRIPTION_PORT", "8082"),
+    ("analytics", "ANALYTICS_PORT", "8083"),
+)
 
 
 @dataclass(frozen=True)
@@ -49,18 +58,36 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
     return values
 
 
+def _available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
 def process_specs(env: dict[str, str]) -> list[ProcessSpec]:
+    """Every process of the local stack; a service whose entry points do not exist yet is skipped."""
     python = sys.executable
     gunicorn = [python, "-m", "gunicorn", "-c", "python:coursebridge.runtime.gunicorn_conf"]
-    ingest_port = env.get("INGEST_PORT", "8080")
-    return [
-        ProcessSpec(
-            "ingest-api",
-            [*gunicorn, "ingest.entrypoints.api:create_app()"],
-            {"PORT": ingest_port, "HOST": "127.0.0.1"},
-        ),
-        ProcessSpec("ingest-relay", [python, "-m", "ingest.entrypoints.relay"], {}),
-    ]
+    specs: list[ProcessSpec] = []
+    if "TALENTLMS_BASE_URL" not in os.environ and _available("talentlms_fake.__main__"):
+        specs.append(ProcessSpec("fake-talentlms", [python, "-m", "talentlms_fake"], {}))
+    for service, port_variable, default_port in SERVICES:
+        port = env.get(port_variable, default_port)
+        if _available(f"{service}.entrypoints.api"):
+            specs.append(
+                ProcessSpec(
+                    f"{service}-api",
+                    [*gunicorn, f"{service}.entrypoints.api:create_app()"],
+                    {"PORT": port, "HOST": "127.0.0.1"},
+                )
+            )
+        if _available(f"{service}.entrypoints.worker"):
+            specs.append(
+                ProcessSpec(f"{service}-worker", [python, "-m", f"{service}.entrypoints.worker"], {})
+            )
+    specs.append(ProcessSpec("ingest-relay", [python, "-m", "ingest.entrypoints.relay"], {}))
+    return specs
 
 
 def provision(env: dict[str, str]) -> None:
@@ -84,13 +111,25 @@ def main() -> int:
     env = {**os.environ, "COURSEBRIDGE_BACKEND": "embedded", "COURSEBRIDGE_DATA_DIR": str(data_dir)}
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.update(dev_secrets(data_dir))
+    if "TALENTLMS_BASE_URL" not in os.environ:
+        fake_port = env.setdefault("TALENTLMS_FAKE_PORT", FAKE_TALENTLMS_PORT)
+        env["TALENTLMS_BASE_URL"] = f"http://127.0.0.1:{fake_port}/api/v1"
+        env["TALENTLMS_API_KEY"] = env.get("TALENTLMS_API_KEY") or FAKE_TALENTLMS_API_KEY
+    env.setdefault("SUBSCRIPTION_SWEEP_INTERVAL_SECONDS", "30")
     provision(env)
 
-    ingest_port = env.get("INGEST_PORT", "8080")
+    specs = process_specs(env)
+    urls = {
+        f"{service} API": f"http://127.0.0.1:{env.get(variable, port)}"
+        for service, variable, port in SERVICES
+        if any(spec.name == f"{service}-api" for spec in specs)
+    }
     print(
         "\nCourseBridge local stack (embedded backend)\n"
         f"  data directory   {data_dir}\n"
-        f"  ingest webhook   http://127.0.0.1:{ingest_port}/webhooks/hotmart\n"
+        + "".join(f"  {name:<16} {url}\n" for name, url in urls.items())
+        + f"  TalentLMS        {env.get('TALENTLMS_BASE_URL', '(not configured)')}\n"
+        f"  Hotmart webhook  POST {urls.get('ingest API', '')}/webhooks/hotmart\n"
         f"  HOTMART_HOTTOK   {env['HOTMART_HOTTOK']}\n"
         f"  ADMIN_TOKEN      {env['ADMIN_TOKEN']}\n"
         "  send samples     make samples   (in another terminal)\n"
@@ -100,7 +139,7 @@ def main() -> int:
 
     lock = threading.Lock()
     children: list[tuple[ProcessSpec, subprocess.Popen[bytes]]] = []
-    for spec in process_specs(env):
+    for spec in specs:
         child = subprocess.Popen(
             spec.argv,
             env={**env, **spec.env},
