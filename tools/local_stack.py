@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -75,11 +76,14 @@ def process_specs(env: dict[str, str]) -> list[ProcessSpec]:
     for service, port_variable, default_port in SERVICES:
         port = env.get(port_variable, default_port)
         if _available(f"{service}.entrypoints.api"):
+            metrics_dir = Path(env["COURSEBRIDGE_DATA_DIR"]) / "metrics" / service
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # multi-process metrics start empty
+            metrics_dir.mkdir(parents=True)
             specs.append(
                 ProcessSpec(
                     f"{service}-api",
                     [*gunicorn, f"{service}.entrypoints.api:create_app()"],
-                    {"PORT": port, "HOST": "127.0.0.1"},
+                    {"PORT": port, "HOST": "127.0.0.1", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
                 )
             )
         if _available(f"{service}.entrypoints.worker"):
