@@ -32,6 +32,10 @@ class Delivery:
     ordering_key: str | None
 
 
+DEAD_LETTER_REASON_ATTRIBUTE = "coursebridge-dead-letter-reason"
+"""Message attribute saying why a message was dead-lettered (set by both bus adapters)."""
+
+
 class PermanentFailure(Exception):
     """Raised by a handler for a message that no retry can fix: it goes to the dead-letter topic now."""
 

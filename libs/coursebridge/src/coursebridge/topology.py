@@ -15,6 +15,7 @@ SUBSCRIPTIONS = "subscriptions"
 CATALOGUE = "catalogue"
 
 DEAD_LETTER_SUFFIX = ".dead-letter"
+HOLD_SUFFIX = ".hold"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Subscription:
     @property
     def dead_letter_topic(self) -> str:
         return self.name + DEAD_LETTER_SUFFIX
+
+    @property
+    def hold_subscription(self) -> str:
+        """Retains the dead-letter topic's messages for an operator to inspect and replay."""
+        return self.dead_letter_topic + HOLD_SUFFIX
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from coursebridge.events import Event, WireMessage, validate_event, validate_received
 from coursebridge.ports import (
+    DEAD_LETTER_REASON_ATTRIBUTE,
     BusUnavailable,
     Delivery,
     EventHandler,
@@ -54,8 +55,6 @@ from coursebridge.topology import DEAD_LETTER_SUFFIX, TOPOLOGY, Topology
 
 log = structlog.get_logger()
 
-DEAD_LETTER_REASON_ATTRIBUTE = "coursebridge-dead-letter-reason"
-HOLD_SUFFIX = ".hold"
 _MAX_REASON_BYTES = 1000
 _ADMIN_TIMEOUT = 10.0
 _CHECK_TIMEOUT = 5.0
@@ -71,11 +70,6 @@ _TRANSIENT = (
     gexc.Unknown,
     gexc.Cancelled,
 )
-
-
-def hold_subscription(dead_letter_topic: str) -> str:
-    """The subscription that retains a dead-letter topic's messages for inspection and replay."""
-    return dead_letter_topic + HOLD_SUFFIX
 
 
 def _truncate(text: str, limit: int = _MAX_REASON_BYTES) -> str:
@@ -448,7 +442,7 @@ class PubSubBus(MessageBus):
             for sub in topology.subscriptions:
                 self._create_subscription(
                     {
-                        "name": self.subscription_path(hold_subscription(sub.dead_letter_topic)),
+                        "name": self.subscription_path(sub.hold_subscription),
                         "topic": self.topic_path(sub.dead_letter_topic),
                         "ack_deadline_seconds": 60,
                     }

@@ -22,6 +22,7 @@ import structlog
 from coursebridge.adapters.sqlite_base import SqliteDatabase
 from coursebridge.events import Event, WireMessage, validate_event, validate_received
 from coursebridge.ports import (
+    DEAD_LETTER_REASON_ATTRIBUTE,
     BusUnavailable,
     Delivery,
     EventHandler,
@@ -33,7 +34,6 @@ from coursebridge.topology import Topology
 
 log = structlog.get_logger(__name__)
 
-DEAD_LETTER_REASON_ATTRIBUTE = "coursebridge-dead-letter-reason"
 _RETENTION_SECONDS = 7 * 24 * 3600
 
 _SCHEMA = """
@@ -304,7 +304,7 @@ class SqliteBus(MessageBus):
                 # Dead-lettered messages wait here for an operator (see the replay command).
                 self._upsert_subscription(
                     connection,
-                    sub.dead_letter_topic + ".hold",
+                    sub.hold_subscription,
                     sub.dead_letter_topic,
                     False,
                     sub.ack_deadline_seconds,
