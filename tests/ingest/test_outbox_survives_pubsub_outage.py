@@ -19,6 +19,7 @@ import pytest
 from coursebridge.adapters.firestore_store import FirestoreStore
 from coursebridge.adapters.pubsub_bus import PubSubBus
 from coursebridge.config import PlatformSettings
+from coursebridge.ports import BusUnavailable
 from coursebridge.topology import TOPOLOGY
 from ingest.bootstrap import build_api
 from ingest.config import IngestSettings
@@ -36,6 +37,24 @@ def _webhook(name: str, transaction: str) -> dict:
     body["id"] = str(uuid.uuid4())
     body["data"]["purchase"]["transaction"] = transaction
     return body
+
+
+class _ProvisioningGate:
+    """Holds publishes back while the restarted emulator is re-provisioned.
+
+    A restarted emulator is empty: a publish landing between the topic's and the subscription's creation
+    would reach no subscriber. On GCP topics and subscriptions outlive any outage, so this is only about
+    the emulator; while closed, publishing fails exactly as during the outage.
+    """
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.closed = threading.Event()
+
+    def publish(self, topic, event, ordering_key=None):
+        if self.closed.is_set():
+            raise BusUnavailable("re-provisioning after the restart")
+        return self.bus.publish(topic, event, ordering_key)
 
 
 def _wait(predicate, timeout: float) -> bool:
@@ -64,7 +83,8 @@ def test_webhooks_accepted_during_a_pubsub_outage_are_published_after_recovery(
         assert response.status_code == 200, response.get_data(as_text=True)
         return response.json["status"]
 
-    relay = OutboxRelay(store, bus, batch_size=50)
+    gate = _ProvisioningGate(bus)
+    relay = OutboxRelay(store, gate, batch_size=50)
     before = _webhook("purchase_approved_one_off.json", "HP7000000001")
     assert post(before) == "accepted"
     assert relay.relay_once().published == 1
@@ -87,6 +107,7 @@ def test_webhooks_accepted_during_a_pubsub_outage_are_published_after_recovery(
     thread = threading.Thread(target=relay.run, args=(stop, 0.1, 1.0), daemon=True)
     thread.start()
     time.sleep(1.0)  # the relay is now failing and backing off
+    gate.closed.set()
     pubsub_emulator.restart()
     bus.provision(TOPOLOGY)  # a restarted emulator is empty; on GCP topics persist (k8s/ manifests)
 
@@ -98,6 +119,7 @@ def test_webhooks_accepted_during_a_pubsub_outage_are_published_after_recovery(
             received.append(event)
 
     runner = bus.subscribe("analytics.payments", collect)
+    gate.closed.clear()  # topics and subscriptions exist again: let the relay's retries through
     try:
         assert _wait(lambda: store.query(OUTBOX) == [], 60), "relay did not drain the outbox after recovery"
         assert _wait(lambda: len(received) >= len(during), 30)
