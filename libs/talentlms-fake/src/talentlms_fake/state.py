@@ -1,0 +1,498 @@
+"""The fake portal's state: users, courses, enrollments, rate-limit windows, call counts, injected failures.
+
+Every public method takes the one lock, so a threaded server can call them from any thread. Methods raise
+``ApiError`` with TalentLMS's own messages; the Flask layer turns those into HTTP answers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# The messages public TalentLMS clients match on (see shared/reference/talentlms-api.md).
+USER_EMAIL_EXISTS = "A user with the same email address already exists"
+USER_LOGIN_EXISTS = "A user with the same login already exists"
+USER_NOT_FOUND = "The requested user does not exist"
+COURSE_NOT_FOUND = "The requested course does not exist"
+ALREADY_ENROLLED = "The requested user is already enrolled in this course"
+NOT_ENROLLED = "The requested user is not enrolled in this course"
+INVALID_ARGUMENTS = "Invalid arguments provided"
+UNKNOWN_ACTION = "The requested API action does not exist"
+UNAUTHORIZED = "You need a valid user and password"
+# Not confirmed against the real API (v1's wording for these is not public): the fake's own choice.
+RATE_LIMITED = "API rate limit exceeded"
+SERVER_ERROR = "Internal server error"
+
+FAILURE_MODES = ("none", "429", "500", "slow")
+ROLES = ("learner", "instructor")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+DEMO_COURSES: list[dict[str, Any]] = [
+    # Hotmart product 4711, "CourseBridge Academy Membership": courses 7 and 9 (plan 102 adds 11).
+    {"id": "7", "name": "Academy: Foundations", "code": "ACAD-101"},
+    {"id": "9", "name": "Academy: Advanced Techniques", "code": "ACAD-201"},
+    {"id": "11", "name": "Academy: Masterclass (premium plan)", "code": "ACAD-301"},
+    # Hotmart product 4712, "Spreadsheet Mastery (lifetime access)": course 12.
+    {"id": "12", "name": "Spreadsheet Mastery", "code": "SHEET-101"},
+]
+DEMO_MAPPINGS = {
+    "4711": {"course_ids": ["7", "9"], "plans": {"102": ["7", "9", "11"]}},
+    "4712": {"course_ids": ["12"]},
+}
+
+
+def _numeric_pair(item: tuple[tuple[str, str], Any]) -> tuple[int, int]:
+    (user_id, course_id), _ = item
+    return int(user_id), int(course_id)
+
+
+class ApiError(Exception):
+    """An answer of the API other than 200: status, TalentLMS message, error type, extra headers."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        error_type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.error_type = error_type
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.error_type}}
+
+
+def talentlms_date(epoch: float) -> str:
+    """TalentLMS's date format, ``DD/MM/YYYY, HH:MM:SS`` (UTC here; a portal uses its own time zone)."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%d/%m/%Y, %H:%M:%S")
+
+
+class _FixedWindow:
+    """``limit`` calls per ``seconds``; a window opens at the first call after the previous one ended."""
+
+    def __init__(self, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.started: float | None = None
+        self.used = 0
+
+    def _roll(self, now: float) -> None:
+        if self.started is None or now >= self.started + self.seconds:
+            self.started = None
+            self.used = 0
+
+    def has_room(self, now: float) -> bool:
+        self._roll(now)
+        return self.used < self.limit
+
+    def take(self, now: float) -> None:
+        self._roll(now)
+        if self.started is None:
+            self.started = now
+        self.used += 1
+
+    def remaining(self, now: float) -> int:
+        self._roll(now)
+        return max(0, self.limit - self.used)
+
+    def reset_at(self, now: float) -> float:
+        self._roll(now)
+        return (self.started if self.started is not None else now) + self.seconds
+
+    def headers(self, now: float) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining(now)),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at(now))),
+        }
+
+
+@dataclass
+class Failure:
+    mode: str = "none"
+    seconds: float = 1.0
+    remaining: int | None = None  # calls still affected; None = until changed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "seconds": self.seconds, "count": self.remaining}
+
+
+@dataclass
+class _Counters:
+    calls: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    enrolled_total: int = 0
+    unenrolled_total: int = 0
+
+
+class FakeState:
+    """One TalentLMS portal in memory."""
+
+    def __init__(
+        self,
+        courses: Iterable[dict[str, Any]] | None = None,
+        *,
+        rate_limit: int = 200,
+        rate_window_seconds: float = 5.0,
+        hourly_quota: int | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if rate_limit < 1 or rate_window_seconds <= 0:
+            raise ValueError("rate_limit must be >= 1 and rate_window_seconds > 0")
+        if hourly_quota is not None and hourly_quota < 1:
+            raise ValueError("hourly_quota must be >= 1 (or None for no hourly quota)")
+        self.lock = threading.Lock()
+        self.clock = clock
+        self.rate_limit = rate_limit
+        self.rate_window_seconds = rate_window_seconds
+        self.hourly_quota = hourly_quota
+        self._initial_courses = [dict(c) for c in (DEMO_COURSES if courses is None else courses)]
+        self._reset_locked()
+
+    # --- housekeeping -------------------------------------------------------------------------------------
+
+    def _reset_locked(self) -> None:
+        self.users: dict[str, dict[str, Any]] = {}
+        self.courses: dict[str, dict[str, Any]] = {}
+        self.enrollments: dict[tuple[str, str], dict[str, Any]] = {}
+        # Kept apart from the user objects, so no answer and no state dump ever includes a password.
+        self._passwords: dict[str, str] = {}
+        self.next_user_id = 1
+        self.window = _FixedWindow(self.rate_limit, self.rate_window_seconds)
+        self.hourly = _FixedWindow(self.hourly_quota, 3600.0) if self.hourly_quota else None
+        self.failure = Failure()
+        self.counters = _Counters()
+        self._add_courses_locked(self._initial_courses)
+
+    def reset(self) -> None:
+        """Back to the initial courses, no users, no enrollments, fresh windows and counters."""
+        with self.lock:
+            self._reset_locked()
+
+    def add_courses(self, courses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        with self.lock:
+            return self._add_courses_locked(courses)
+
+    def _add_courses_locked(self, courses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        added = []
+        now = self.clock()
+        for raw in courses:
+            course_id = str(raw.get("id", "")).strip()
+            name = str(raw.get("name", "")).strip()
+            if not course_id.isdigit() or not name:
+                raise ValueError("a course needs a numeric id and a name")
+            course = {
+                "id": course_id,
+                "name": name,
+                "code": str(raw.get("code", "")),
+                "category_id": str(raw.get("category_id", "1")),
+                "description": str(raw.get("description", "")),
+                "price": str(raw.get("price", "&#36;0.00")),
+                "status": str(raw.get("status", "active")),
+                "creation_date": talentlms_date(now),
+                "last_update_on": talentlms_date(now),
+                "creator_id": "1",
+                "hide_from_catalog": "0",
+                "time_limit": "0",
+                "start_datetime": None,
+                "expiration_datetime": None,
+                "level": None,
+                "shared": "0",
+                "shared_url": "",
+                "avatar": "",
+                "big_avatar": "",
+                "certification": None,
+                "certification_duration": None,
+            }
+            self.courses[course_id] = course
+            added.append(course)
+        return added
+
+    def set_failure(self, mode: str, seconds: float | None = None, count: int | None = None) -> Failure:
+        if mode not in FAILURE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(FAILURE_MODES)}")
+        if seconds is not None and seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        if count is not None and count < 1:
+            raise ValueError("count must be >= 1 (or absent for 'until changed')")
+        with self.lock:
+            self.failure = Failure(mode, 1.0 if seconds is None else float(seconds), count)
+            return self.failure
+
+    def take_failure(self) -> Failure | None:
+        """The failure to inject into this call, if any (consumes one of ``count``)."""
+        with self.lock:
+            failure = self.failure
+            if failure.mode == "none":
+                return None
+            if failure.remaining is not None:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self.failure = Failure()
+            if failure.mode != "slow":
+                self.counters.rejected["injected_" + failure.mode] += 1
+            return Failure(failure.mode, failure.seconds, None)
+
+    def count_call(self, action: str) -> None:
+        with self.lock:
+            self.counters.calls[action] += 1
+
+    def count_rejection(self, reason: str) -> None:
+        with self.lock:
+            self.counters.rejected[reason] += 1
+
+    def count_error(self, action: str, message: str) -> None:
+        with self.lock:
+            self.counters.errors[f"{action}: {message}"] += 1
+
+    # --- rate limit ---------------------------------------------------------------------------------------
+
+    def take_quota(self) -> dict[str, str]:
+        """Consume one call of the short window (and of the hourly quota); 429 ``ApiError`` when over."""
+        with self.lock:
+            now = self.clock()
+            for window in (self.window, self.hourly):
+                if window is not None and not window.has_room(now):
+                    self.counters.rejected["rate_limited"] += 1
+                    headers = window.headers(now)
+                    headers["Retry-After"] = str(max(1, math.ceil(window.reset_at(now) - now)))
+                    raise ApiError(429, RATE_LIMITED, "rate_limit_error", headers)
+            self.window.take(now)
+            if self.hourly is not None:
+                self.hourly.take(now)
+            return self.window.headers(now)
+
+    def rate_limit_headers(self) -> dict[str, str]:
+        with self.lock:
+            return self.window.headers(self.clock())
+
+    def rate_limit_status(self) -> dict[str, str]:
+        """``GET ratelimit``: the hourly quota when one is set (as on a real plan), else the short window."""
+        with self.lock:
+            now = self.clock()
+            window = self.hourly or self.window
+            reset = math.ceil(window.reset_at(now))
+            return {
+                "limit": str(window.limit),
+                "remaining": str(window.remaining(now)),
+                "reset": str(reset),
+                "formatted_reset": talentlms_date(reset),
+            }
+
+    # --- users --------------------------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        *,
+        email: str,
+        login: str,
+        first_name: str,
+        last_name: str,
+        password: str,
+        user_type: str = "Learner-Type",
+    ) -> dict[str, Any]:
+        for value in (email, login, first_name, last_name, password):
+            if not value or not value.strip():
+                raise ApiError(400, INVALID_ARGUMENTS)
+        email, login = email.strip(), login.strip()
+        if not _EMAIL.match(email):
+            raise ApiError(400, INVALID_ARGUMENTS)
+        with self.lock:
+            if any(u["email"].lower() == email.lower() for u in self.users.values()):
+                raise ApiError(400, USER_EMAIL_EXISTS)
+            if any(u["login"].lower() == login.lower() for u in self.users.values()):
+                raise ApiError(400, USER_LOGIN_EXISTS)
+            now = self.clock()
+            user_id = str(self.next_user_id)
+            self.next_user_id += 1
+            user = {
+                "id": user_id,
+                "login": login,
+                "first_name": first_name.strip(),
+                "last_name": last_name.strip(),
+                "email": email,
+                "restrict_email": "0",
+                "user_type": user_type,
+                "timezone": "(GMT +00:00) UTC",
+                "language": "",
+                "status": "active",
+                "deactivation_date": "",
+                "level": "1",
+                "points": "0",
+                "created_on": talentlms_date(now),
+                "last_updated": talentlms_date(now),
+                "last_updated_timestamp": str(int(now)),
+                "avatar": "",
+                "bio": "",
+                "login_key": "",
+            }
+            self.users[user_id] = user
+            self._passwords[user_id] = password
+            return dict(user)
+
+    def find_user(self, key: str, value: str) -> dict[str, Any]:
+        with self.lock:
+            if key == "id":
+                if not value.isdigit():
+                    raise ApiError(400, INVALID_ARGUMENTS)
+                user = self.users.get(value)
+            elif key in ("email", "username"):
+                field_name = "email" if key == "email" else "login"
+                user = next((u for u in self.users.values() if u[field_name].lower() == value.lower()), None)
+            else:
+                raise ApiError(400, INVALID_ARGUMENTS)
+            if user is None:
+                raise ApiError(404, USER_NOT_FOUND)
+            return self._user_with_courses_locked(user)
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(u) for u in self.users.values()]
+
+    def _user_with_courses_locked(self, user: dict[str, Any]) -> dict[str, Any]:
+        courses = []
+        for (user_id, course_id), enrollment in self.enrollments.items():
+            if user_id != user["id"]:
+                continue
+            course = self.courses.get(course_id, {"name": ""})
+            courses.append(
+                {
+                    "id": course_id,
+                    "name": course["name"],
+                    "role": enrollment["role"],
+                    "enrolled_on": talentlms_date(enrollment["enrolled_at"]),
+                    "enrolled_on_timestamp": str(int(enrollment["enrolled_at"])),
+                    "completed_on": "",
+                    "completed_on_timestamp": None,
+                    "completion_status": "not_attempted",
+                    "completion_percentage": "0",
+                    "expired_on": "",
+                    "expired_on_timestamp": None,
+                    "total_time": "",
+                }
+            )
+        return {**user, "courses": courses, "branches": [], "groups": [], "certifications": [], "badges": []}
+
+    def set_user_status(self, user_id: str, status: str) -> dict[str, str]:
+        if not user_id.isdigit() or status not in ("active", "inactive"):
+            raise ApiError(400, INVALID_ARGUMENTS)
+        with self.lock:
+            user = self.users.get(user_id)
+            if user is None:
+                raise ApiError(404, USER_NOT_FOUND)
+            user["status"] = status
+            user["deactivation_date"] = talentlms_date(self.clock()) if status == "inactive" else ""
+            return {"user_id": user_id, "status": status}
+
+    # --- courses and enrollments --------------------------------------------------------------------------
+
+    def list_courses(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(c) for c in self.courses.values()]
+
+    def get_course(self, course_id: str) -> dict[str, Any]:
+        if not course_id.isdigit():
+            raise ApiError(400, INVALID_ARGUMENTS)
+        with self.lock:
+            course = self.courses.get(course_id)
+            if course is None:
+                raise ApiError(404, COURSE_NOT_FOUND)
+            users = []
+            for (user_id, enrolled_course), enrollment in self.enrollments.items():
+                if enrolled_course != course_id:
+                    continue
+                user = self.users[user_id]
+                users.append(
+                    {
+                        "id": user_id,
+                        "name": f"{user['first_name']} {user['last_name'][:1]}.",
+                        "role": enrollment["role"],
+                        "enrolled_on": talentlms_date(enrollment["enrolled_at"]),
+                        "enrolled_on_timestamp": str(int(enrollment["enrolled_at"])),
+                        "completed_on": "",
+                        "completed_on_timestamp": None,
+                        "completion_percentage": "0",
+                        "expired_on": "",
+                        "expired_on_timestamp": None,
+                        "total_time": "",
+                    }
+                )
+            return {**course, "users": users, "units": [], "rules": [], "prerequisites": []}
+
+    def _check_user_and_course_locked(self, user_id: str, course_id: str) -> None:
+        if not user_id.isdigit() or not course_id.isdigit():
+            raise ApiError(400, INVALID_ARGUMENTS)
+        if user_id not in self.users:
+            raise ApiError(404, USER_NOT_FOUND)
+        if course_id not in self.courses:
+            raise ApiError(404, COURSE_NOT_FOUND)
+
+    def enroll(self, user_id: str, course_id: str, role: str) -> list[dict[str, str]]:
+        if role not in ROLES:
+            raise ApiError(400, INVALID_ARGUMENTS)
+        with self.lock:
+            self._check_user_and_course_locked(user_id, course_id)
+            if (user_id, course_id) in self.enrollments:
+                raise ApiError(400, ALREADY_ENROLLED)
+            self.enrollments[(user_id, course_id)] = {"role": role, "enrolled_at": self.clock()}
+            self.counters.enrolled_total += 1
+            return [{"user_id": user_id, "course_id": course_id, "role": role}]
+
+    def unenroll(self, user_id: str, course_id: str) -> dict[str, str]:
+        with self.lock:
+            self._check_user_and_course_locked(user_id, course_id)
+            if self.enrollments.pop((user_id, course_id), None) is None:
+                raise ApiError(400, NOT_ENROLLED)
+            self.counters.unenrolled_total += 1
+            course_name = self.courses[course_id]["name"]
+            return {"user_id": user_id, "course_id": course_id, "course_name": course_name}
+
+    # --- what tests and benchmarks read -------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a test asserts on (no passwords): see the package README for the shape."""
+        with self.lock:
+            now = self.clock()
+            return {
+                "users": [
+                    {k: u[k] for k in ("id", "login", "email", "first_name", "last_name", "status")}
+                    for u in self.users.values()
+                ],
+                "courses": [{"id": c["id"], "name": c["name"]} for c in self.courses.values()],
+                "enrollments": [
+                    {
+                        "user_id": u,
+                        "course_id": c,
+                        "role": e["role"],
+                        "enrolled_on": talentlms_date(e["enrolled_at"]),
+                    }
+                    for (u, c), e in sorted(self.enrollments.items(), key=_numeric_pair)
+                ],
+                "calls": dict(self.counters.calls),
+                "calls_total": sum(self.counters.calls.values()),
+                "rejected": dict(self.counters.rejected),
+                "errors": dict(self.counters.errors),
+                "enrolled_total": self.counters.enrolled_total,
+                "unenrolled_total": self.counters.unenrolled_total,
+                "failure": self.failure.as_dict(),
+                "rate_limit": {
+                    "limit": self.window.limit,
+                    "window_seconds": self.window.seconds,
+                    "remaining": self.window.remaining(now),
+                    "reset": self.window.reset_at(now),
+                    "hourly_quota": self.hourly_quota,
+                    "hourly_remaining": self.hourly.remaining(now) if self.hourly else None,
+                },
+            }

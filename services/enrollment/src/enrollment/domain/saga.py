@@ -1,0 +1,250 @@
+"""The enrollment saga's state machine: pure functions, no I/O.
+
+An **access source** is one thing that pays for access: a subscription of one product
+(``sub:<subscriber code>:<product id>``) or a one-off purchase (``tx:<transaction>``). Its state is derived
+from the *event times* of the signals it received, never from their arrival order:
+
+- ``revoked``  — a refund or chargeback was seen (terminal: a late approval cannot undo it);
+- ``active``   — its latest activation (approval, complete, restored) is newer than its latest
+  deactivation (suspended, expired);
+- ``inactive`` — its latest deactivation is at least as new as its latest activation (ties deactivate);
+- ``pending``  — nothing that grants was seen yet (e.g. a suspension delivered before the approval).
+
+Every field only moves by ``max`` (latest time wins) or is set once (revocation), so applying a set of
+signals in any order, any number of times, gives the same source: the merge is commutative and idempotent.
+
+An **entitlement** is one student x one course. It keeps a view of every source that covers the course;
+the course is *desired* iff some source is active. The service layer compares the desired state with the
+*recorded* LMS state and only calls the LMS when they differ, which makes every step safe to repeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+SignalKind = Literal["grant", "revoke", "deactivate", "reactivate", "plan_change"]
+SourceState = Literal["active", "inactive", "revoked", "pending"]
+LmsState = Literal["enrolled", "not_enrolled"]
+Action = Literal["enroll", "unenroll"]
+
+ENROLLED: LmsState = "enrolled"
+NOT_ENROLLED: LmsState = "not_enrolled"
+
+# Hotmart purchase kinds the saga acts on. Every other kind is ignored here; in particular
+# ``purchase_protest`` (a dispute or refund *request*) keeps access until the refund itself arrives.
+GRANTING_KINDS = frozenset({"purchase_approved", "purchase_complete"})
+REVOKING_KINDS = {"purchase_refunded": "purchase refunded", "purchase_chargeback": "purchase charged back"}
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One event's meaning for one access source. ``at`` is the event time (RFC 3339, milliseconds, UTC)."""
+
+    kind: SignalKind
+    access_id: str
+    at: str
+    event_id: str
+    reason: str
+    product_id: str | None = None
+    transaction: str | None = None
+    plan_id: str | None = None
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+def _later(current: str | None, candidate: str | None) -> str | None:
+    if candidate is None:
+        return current
+    if current is None or candidate > current:
+        return candidate
+    return current
+
+
+def _pick(
+    current: tuple[str | None, str | None], at: str, value: str | None
+) -> tuple[str | None, str | None]:
+    """(time, value) of the latest signal; on a time tie the larger value wins, so the merge commutes."""
+    current_at, current_value = current
+    if value is None:
+        return current
+    if current_at is None or at > current_at or (at == current_at and value > (current_value or "")):
+        return at, value
+    return current
+
+
+def _precedes(revocation: tuple[str, str], source: AccessSource) -> bool:
+    if source.revoked_at is None:
+        return True
+    return revocation < (source.revoked_at, source.revoke_reason or "")
+
+
+@dataclass(frozen=True)
+class AccessSource:
+    access_id: str
+    activated_at: str | None = None
+    deactivated_at: str | None = None
+    revoked_at: str | None = None
+    revoke_reason: str | None = None
+    deactivate_reason: str | None = None
+    product_id: str | None = None
+    transaction_at: str | None = None
+    transaction: str | None = None
+    plan_at: str | None = None
+    plan_id: str | None = None
+
+    @property
+    def state(self) -> SourceState:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.activated_at is None:
+            return "inactive" if self.deactivated_at is not None else "pending"
+        if self.deactivated_at is not None and self.deactivated_at >= self.activated_at:
+            return "inactive"
+        return "active"
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
+
+    @property
+    def changed_at(self) -> str | None:
+        """Event time of the change that decided the current state."""
+        state = self.state
+        if state == "revoked":
+            return self.revoked_at
+        if state == "inactive":
+            return self.deactivated_at
+        return self.activated_at
+
+    @property
+    def reason(self) -> str | None:
+        state = self.state
+        if state == "revoked":
+            return self.revoke_reason
+        if state == "inactive":
+            return self.deactivate_reason
+        return None
+
+    def apply(self, signal: Signal) -> AccessSource:
+        if signal.access_id != self.access_id:
+            raise ValueError("signal for another access source")
+        source = self
+        if signal.product_id and not source.product_id:
+            source = replace(source, product_id=signal.product_id)
+        transaction_at, transaction = _pick(
+            (source.transaction_at, source.transaction), signal.at, signal.transaction
+        )
+        plan_at, plan_id = _pick((source.plan_at, source.plan_id), signal.at, signal.plan_id)
+        source = replace(
+            source, transaction_at=transaction_at, transaction=transaction, plan_at=plan_at, plan_id=plan_id
+        )
+        if signal.kind in ("grant", "reactivate"):
+            source = replace(source, activated_at=_later(source.activated_at, signal.at))
+        elif signal.kind == "deactivate":
+            at, reason = _pick((source.deactivated_at, source.deactivate_reason), signal.at, signal.reason)
+            source = replace(source, deactivated_at=at, deactivate_reason=reason)
+        elif signal.kind == "revoke" and _precedes((signal.at, signal.reason), source):
+            # Terminal: the earliest refund/chargeback is kept, whatever arrives later.
+            source = replace(source, revoked_at=signal.at, revoke_reason=signal.reason)
+        return source
+
+    def view(self) -> dict[str, Any]:
+        """What an entitlement keeps of the source (stored JSON)."""
+        return {
+            "state": self.state,
+            "changed_at": self.changed_at,
+            "reason": self.reason,
+            "product_id": self.product_id,
+            "transaction": self.transaction,
+            "plan_id": self.plan_id,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AccessSource:
+        return cls(**{key: data.get(key) for key in cls.__dataclass_fields__})
+
+
+def apply_all(access_id: str, signals: list[Signal]) -> AccessSource:
+    source = AccessSource(access_id)
+    for signal in signals:
+        source = source.apply(signal)
+    return source
+
+
+@dataclass
+class Entitlement:
+    """One student x one course: the sources covering it and what the LMS was last told."""
+
+    id: str
+    email: str
+    course_id: str
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lms_state: LmsState = NOT_ENROLLED
+    lms_changed_at: str | None = None
+    enrolled_at: str | None = None
+    revoked_at: str | None = None
+    failed_reason: str | None = None
+    failed_at: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def desired(self) -> LmsState:
+        return ENROLLED if any(s["state"] == "active" for s in self.sources.values()) else NOT_ENROLLED
+
+    def next_action(self) -> Action | None:
+        desired = self.desired
+        if desired == ENROLLED and self.lms_state != ENROLLED:
+            return "enroll"
+        if desired == NOT_ENROLLED and self.lms_state == ENROLLED:
+            return "unenroll"
+        return None
+
+    def granting_source(self, prefer: str | None = None) -> str | None:
+        active = sorted(access for access, view in self.sources.items() if view["state"] == "active")
+        if prefer in active:
+            return prefer
+        return active[0] if active else None
+
+    def revocation_reason(self, prefer: str | None = None) -> str:
+        if prefer in self.sources and self.sources[prefer].get("reason"):
+            return self.sources[prefer]["reason"]
+        reasons = sorted(v["reason"] for v in self.sources.values() if v.get("reason"))
+        return reasons[0] if reasons else "no active purchase or subscription covers the course"
+
+    def record(self, action: Action, at: str) -> None:
+        """The LMS confirmed ``action`` (including "already enrolled" / "not enrolled" answers)."""
+        if action == "enroll":
+            self.lms_state = ENROLLED
+            self.enrolled_at = at
+        else:
+            self.lms_state = NOT_ENROLLED
+            self.revoked_at = at
+        self.lms_changed_at = at
+        self.failed_reason = None
+        self.failed_at = None
+
+    @property
+    def status(self) -> str:
+        """For people: enrolled, revoked, not_enrolled, pending (LMS call outstanding) or failed."""
+        if self.next_action() is not None:
+            return "failed" if self.failed_reason else "pending"
+        if self.lms_state == ENROLLED:
+            return "enrolled"
+        return "revoked" if self.enrolled_at else "not_enrolled"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "desired": self.desired, "status": self.status}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Entitlement:
+        return cls(**{key: data.get(key) for key in cls.__dataclass_fields__ if key in data})
+
+    @classmethod
+    def new(cls, entitlement_id: str, email: str, course_id: str, now: str) -> Entitlement:
+        return cls(id=entitlement_id, email=email, course_id=course_id, created_at=now, updated_at=now)

@@ -1,0 +1,239 @@
+"""The saga's pure state machine: access sources, entitlements, signals; with Hypothesis properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from enrollment.domain.ids import access_id_for, entitlement_id, is_valid_email, normalise_email
+from enrollment.domain.mapping import InvalidMapping, parse_mapping
+from enrollment.domain.saga import AccessSource, Entitlement, Signal, apply_all
+from enrollment.domain.signals import access_signal, payment_signal
+
+ACCESS = "sub:SUB-1:4711"
+
+# event name -> signal kind and reason, as the adapters in domain.signals produce them
+KINDS = {
+    "approve": ("grant", "purchase approved"),
+    "renew": ("grant", "purchase approved"),
+    "complete": ("grant", "purchase complete"),
+    "refund": ("revoke", "purchase refunded"),
+    "chargeback": ("revoke", "purchase charged back"),
+    "suspend": ("deactivate", "access suspended: overdue"),
+    "expire": ("deactivate", "access expired: cancelled"),
+    "restore": ("reactivate", "access active: renewal approved"),
+}
+
+
+def at(second: int) -> str:
+    return f"2025-03-01T10:{second // 60:02d}:{second % 60:02d}.000Z"
+
+
+def signal(name: str, second: int, access_id: str = ACCESS, event_id: str | None = None) -> Signal:
+    kind, reason = KINDS[name]
+    return Signal(
+        kind=kind,  # type: ignore[arg-type]
+        access_id=access_id,
+        at=at(second),
+        event_id=event_id or f"{name}-{second}",
+        reason=reason,
+        product_id="4711",
+        transaction="HP1",
+        email="ana@example.com",
+    )
+
+
+def model_active(events: list[tuple[str, int]]) -> bool:
+    """The simple model: never after a refund/chargeback; else the latest of activations and
+    deactivations decides (a tie deactivates); nothing active without an activation."""
+    if any(KINDS[name][0] == "revoke" for name, _ in events):
+        return False
+    activations = [t for name, t in events if KINDS[name][0] in ("grant", "reactivate")]
+    deactivations = [t for name, t in events if KINDS[name][0] == "deactivate"]
+    if not activations:
+        return False
+    return not deactivations or max(activations) > max(deactivations)
+
+
+# one purchase's history: distinct events (name, event time), then delivered permuted and duplicated
+histories = st.lists(
+    st.tuples(st.sampled_from(sorted(KINDS)), st.integers(min_value=0, max_value=300)),
+    min_size=1,
+    max_size=8,
+    unique=True,
+)
+
+
+@st.composite
+def deliveries(draw: st.DrawFn) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    history = draw(histories)
+    duplicated = history + draw(st.lists(st.sampled_from(history), max_size=6))
+    return history, draw(st.permutations(duplicated))
+
+
+@settings(max_examples=400, deadline=None)
+@given(deliveries())
+def test_any_order_and_duplication_reaches_the_models_state(case) -> None:
+    history, delivered = case
+    in_order = apply_all(ACCESS, [signal(n, t) for n, t in history])
+    shuffled = apply_all(ACCESS, [signal(n, t) for n, t in delivered])
+    assert shuffled == in_order  # same source, field by field
+    assert shuffled.active == model_active(history)
+
+
+def test_refund_before_approval_blocks_the_late_approval() -> None:
+    source = apply_all(ACCESS, [signal("refund", 50), signal("approve", 10)])
+    assert source.state == "revoked"
+    assert source.reason == "purchase refunded"
+
+
+def test_restore_only_reactivates_when_newer_than_the_suspension() -> None:
+    assert apply_all(ACCESS, [signal("approve", 1), signal("suspend", 20), signal("restore", 10)]).state == (
+        "inactive"
+    )
+    assert apply_all(ACCESS, [signal("approve", 1), signal("restore", 30), signal("suspend", 20)]).active
+
+
+def test_a_renewal_after_a_suspension_reactivates() -> None:
+    assert apply_all(ACCESS, [signal("approve", 1), signal("suspend", 20), signal("renew", 40)]).active
+
+
+def test_suspension_before_any_approval_is_remembered() -> None:
+    source = apply_all(ACCESS, [signal("suspend", 20)])
+    assert source.state == "inactive"
+    assert source.apply(signal("approve", 10)).state == "inactive"
+    assert source.apply(signal("approve", 30)).active
+
+
+def test_source_json_roundtrip() -> None:
+    source = apply_all(ACCESS, [signal("approve", 1), signal("suspend", 2)])
+    assert AccessSource.from_json(source.to_json()) == source
+
+
+def _entitlement(**sources: str) -> Entitlement:
+    ent = Entitlement.new("ent-1", "ana@example.com", "7", at(0))
+    ent.sources = {name: {"state": state, "reason": f"{name} {state}"} for name, state in sources.items()}
+    return ent
+
+
+def test_entitlement_enrolls_only_when_desired_and_not_recorded() -> None:
+    ent = _entitlement(a="active")
+    assert ent.next_action() == "enroll"
+    ent.record("enroll", at(1))
+    assert ent.next_action() is None
+    assert ent.status == "enrolled"
+
+
+def test_entitlement_keeps_the_course_while_another_source_covers_it() -> None:
+    ent = _entitlement(a="revoked", b="active")
+    ent.lms_state = "enrolled"
+    assert ent.next_action() is None
+    ent.sources["b"]["state"] = "inactive"
+    assert ent.next_action() == "unenroll"
+    ent.record("unenroll", at(2))
+    assert ent.status == "not_enrolled"  # never enrolled by us before: revoked_at only
+    assert ent.revocation_reason("a") == "a revoked"
+
+
+def test_never_enrolled_entitlement_does_not_unenroll() -> None:
+    assert _entitlement(a="revoked").next_action() is None
+
+
+def test_entitlement_status_failed_and_pending() -> None:
+    ent = _entitlement(a="active")
+    assert ent.status == "pending"
+    ent.failed_reason = "The requested course does not exist"
+    assert ent.status == "failed"
+    assert Entitlement.from_json(ent.to_json()).status == "failed"
+
+
+# --- ids, signals and mappings ----------------------------------------------------------------------------
+
+
+def test_ids() -> None:
+    assert access_id_for("HP1", "SUB-1", "4711") == "sub:SUB-1:4711"
+    assert access_id_for("HP1", None, "4711") == "tx:HP1"
+    assert access_id_for(None, None, "4711") is None
+    assert entitlement_id("Ana@Example.com", "7") == entitlement_id("ana@example.com", "7")
+    assert "ana" not in entitlement_id("ana@example.com", "7")
+    assert normalise_email(" Ana@Example.COM ") == "ana@example.com"
+    assert is_valid_email("ana.souza+x@example.com")
+    for bad in ("ana", "ana@", "@example.com", "ana@example", "a b@example.com", "x" * 400 + "@example.com"):
+        assert not is_valid_email(bad)
+
+
+def _payment(kind: str, **overrides) -> dict:
+    data = {
+        "kind": kind,
+        "occurred_at": at(5),
+        "transaction": "HP1",
+        "product": {"id": "4711", "ucode": None, "name": "Academy"},
+        "buyer": {"email": "Ana@Example.com", "name": "Ana Souza", "first_name": None, "last_name": None},
+        "subscription": {"subscriber_code": "SUB-1", "plan": {"id": "101", "name": "Monthly"}},
+    }
+    data.update(overrides)
+    return data
+
+
+def test_payment_signals() -> None:
+    grant = payment_signal("e1", _payment("purchase_approved"))
+    assert grant is not None
+    assert (grant.kind, grant.access_id, grant.plan_id, grant.email) == (
+        "grant",
+        "sub:SUB-1:4711",
+        "101",
+        "ana@example.com",
+    )
+    assert (grant.first_name, grant.last_name) == ("Ana", "Souza")
+    refund = payment_signal("e2", _payment("purchase_chargeback", subscription=None))
+    assert refund is not None
+    assert (refund.kind, refund.access_id, refund.reason) == ("revoke", "tx:HP1", "purchase charged back")
+    for ignored in ("purchase_protest", "purchase_delayed", "purchase_canceled", "switch_plan"):
+        assert payment_signal("e3", _payment(ignored)) is None
+
+
+def test_access_signals() -> None:
+    data = {
+        "access_id": "sub:SUB-1:4711",
+        "product_id": "4711",
+        "plan_id": "101",
+        "transaction": None,
+        "email": None,
+        "state": "suspended",
+        "reason": "overdue",
+        "effective_at": at(9),
+    }
+    suspended = access_signal("coursebridge.subscription.access_suspended.v1", "e", data)
+    assert suspended is not None
+    assert (suspended.kind, suspended.reason) == ("deactivate", "access suspended: overdue")
+    assert access_signal("coursebridge.subscription.unknown.v1", "e", data) is None
+
+
+def test_mapping_parsing() -> None:
+    mapping = parse_mapping("4711", {"course_ids": ["7", 9], "plans": {"101": ["7"]}, "access_days": None})
+    assert mapping.course_ids == ("7", "9")
+    assert mapping.courses_for("101") == ("7",)
+    assert mapping.courses_for("999") == ("7", "9")
+    assert mapping.courses_for(None) == ("7", "9")
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "JSON object"),
+        ({}, "course_ids is required"),
+        ({"course_ids": "7"}, "must be a list"),
+        ({"course_ids": ["7", "7"]}, "twice"),
+        ({"course_ids": ["a b"]}, "not a course id"),
+        ({"course_ids": []}, "at least one course"),
+        ({"course_ids": ["7"], "plans": []}, "plans must be an object"),
+        ({"course_ids": ["7"], "plans": {"101": []}}, "at least one course"),
+        ({"course_ids": ["7"], "access_days": 0}, "access_days"),
+        ({"course_ids": ["7"], "grace_days": "7"}, "grace_days"),
+        ({"course_ids": ["7"], "colour": "blue"}, "unknown field"),
+    ],
+)
+def test_mapping_rejects_bad_bodies(body, message) -> None:
+    with pytest.raises(InvalidMapping, match=message):
+        parse_mapping("4711", body)

@@ -1,0 +1,133 @@
+"""The enrollment worker on both backends (embedded SQLite, and Google's emulators): subscribers, the
+outbox relay, parked re-drive and the dead-letter replay command, with an in-memory LMS."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from coursebridge.config import PlatformSettings
+from coursebridge.events import Event
+from coursebridge.events.catalogue import PRODUCT_MAPPED
+from coursebridge.events.enrollments import ENROLLMENT_GRANTED, ENROLLMENT_REVOKED
+from coursebridge.ports import Delivery
+from coursebridge.topology import PAYMENTS, TOPOLOGY
+from enrollment.adapters.memory_lms import InMemoryLearningPlatform
+from enrollment.config import EnrollmentSettings
+from enrollment.domain.mapping import parse_mapping
+from enrollment.entrypoints.replay import replay
+from enrollment.service_layer.catalogue import Catalogue
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "enrollment" / "tests"))
+from saga_support import payment_event
+
+EMAIL = "ana.souza@example.com"
+WAIT = 30.0
+PAIRED = [
+    pytest.param("embedded", "embedded", id="embedded"),
+    pytest.param("gcp", "gcp", id="gcp", marks=pytest.mark.emulator),
+]
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.parametrize(("bus_backend", "store_backend"), PAIRED, indirect=True),
+]
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Stack:
+    def __init__(self, bus_backend, store_backend, tmp_path: Path) -> None:
+        from enrollment.bootstrap import build_worker
+
+        self.bus = bus_backend.make()
+        self.bus.provision(TOPOLOGY)
+        self.store = store_backend.make("enrollment")
+        self.lms = InMemoryLearningPlatform()
+        settings = EnrollmentSettings(
+            platform=PlatformSettings(backend="embedded", data_dir=tmp_path, service_name="enrollment"),
+            relay_poll_interval=0.05,
+            redrive_interval=0.2,
+        )
+        self.worker = build_worker(settings, store=self.store, bus=self.bus, lms=self.lms)
+        self.received: list[Event] = []
+        self._lock = threading.Lock()
+        self._listeners = [
+            self.bus.subscribe("analytics.enrollments", self._record),
+            self.bus.subscribe("subscription.catalogue", self._record),
+        ]
+
+    def _record(self, event: Event, _delivery: Delivery) -> None:
+        with self._lock:
+            self.received.append(event)
+
+    def events(self, event_type: str) -> list[Event]:
+        with self._lock:
+            return [e for e in self.received if e.type == event_type]
+
+    def publish(self, event: Event, topic: str = PAYMENTS) -> None:
+        self.bus.publish(topic, event, ordering_key=event.data.get("ordering_key"))
+
+    def stop(self) -> None:
+        self.worker.stop(timeout=10)
+        for listener in self._listeners:
+            listener.stop(10)
+
+
+@pytest.fixture
+def stack(bus_backend, store_backend, tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(bus_backend, store_backend, tmp_path)
+    stack.worker.start()
+    yield stack
+    stack.stop()
+
+
+def test_approval_then_refund_through_the_worker(stack: Stack) -> None:
+    Catalogue(stack.store).put(parse_mapping("4711", {"course_ids": ["7", "9"]}))
+    wait_until(lambda: len(stack.events(PRODUCT_MAPPED)) == 1, "the catalogue event")
+
+    approval = payment_event(transaction="HP1", second=0)
+    stack.publish(approval)
+    stack.publish(approval)  # a duplicate delivery changes nothing
+    wait_until(lambda: stack.lms.enrolled(EMAIL) == {"7", "9"}, "enrollment in 7 and 9")
+    wait_until(lambda: len(stack.events(ENROLLMENT_GRANTED)) == 2, "two granted events")
+
+    stack.publish(payment_event("PURCHASE_REFUNDED", transaction="HP1", second=60))
+    wait_until(lambda: stack.lms.enrolled(EMAIL) == set(), "removal from both courses")
+    wait_until(lambda: len(stack.events(ENROLLMENT_REVOKED)) == 2, "two revoked events")
+    assert {e.data["reason"] for e in stack.events(ENROLLMENT_REVOKED)} == {"purchase refunded"}
+    assert stack.lms.calls["sign_up"] == 1
+    assert stack.lms.calls["enroll"] == 2
+    time.sleep(0.3)
+    assert len(stack.events(ENROLLMENT_GRANTED)) == 2
+
+
+def test_parked_approval_is_applied_once_the_product_is_mapped(stack: Stack) -> None:
+    stack.publish(payment_event(transaction="HP5", product="4712"))
+    wait_until(lambda: Catalogue(stack.store).parked() != [], "the approval to be parked")
+    assert stack.lms.total_calls == 0
+    Catalogue(stack.store).put(parse_mapping("4712", {"course_ids": ["11"]}))
+    wait_until(lambda: stack.lms.enrolled(EMAIL) == {"11"}, "the parked approval to be applied")
+
+
+def test_replay_moves_dead_lettered_messages_back(stack: Stack) -> None:
+    Catalogue(stack.store).put(parse_mapping("4711", {"course_ids": ["7"]}))
+    dead = payment_event(transaction="HP9")
+    # as the bus does after max attempts: the message lands on the subscription's dead-letter topic
+    stack.bus.publish("enrollment.payments.dead-letter", dead, ordering_key="HP9")
+    time.sleep(0.3)
+    assert stack.lms.enrolled(EMAIL) == set()
+    result = replay(stack.bus, "enrollment.payments", idle_seconds=2.0, timeout=WAIT)
+    assert result.event_ids == [dead.id]
+    wait_until(lambda: stack.lms.enrolled(EMAIL) == {"7"}, "the replayed approval to be applied")
