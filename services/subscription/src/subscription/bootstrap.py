@@ -1,0 +1,94 @@
+"""Wire the subscription service's ports to adapters from configuration."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import structlog
+from flask import Flask
+
+from coursebridge.backends import open_bus, open_store
+from coursebridge.events.envelope import utc_now
+from coursebridge.outbox import OutboxRelay
+from coursebridge.ports import DocumentStore, MessageBus
+from coursebridge.runtime.app import create_app
+from coursebridge.runtime.logging import configure_logging, register_secret
+from coursebridge.runtime.worker import Worker
+from coursebridge.topology import TOPOLOGY
+from subscription.config import SubscriptionSettings
+from subscription.entrypoints.api import subscription_blueprint
+from subscription.entrypoints.handlers import CATALOGUE_SUBSCRIPTION, PAYMENTS_SUBSCRIPTION, dispatchers
+from subscription.service_layer.accesses import OUTBOX, sweep
+
+SERVICE = "subscription"
+Clock = Callable[[], datetime]
+log = structlog.get_logger(__name__)
+
+
+def build_api(
+    settings: SubscriptionSettings | None = None,
+    *,
+    store: DocumentStore | None = None,
+    clock: Clock = utc_now,
+) -> Flask:
+    settings = settings or SubscriptionSettings.from_env()
+    configure_logging(SERVICE, settings.platform.log_level)
+    register_secret(settings.admin_token)
+    store = store or open_store(settings.platform, SERVICE)
+    return create_app(
+        SERVICE,
+        blueprints=[subscription_blueprint(store, settings.admin_token, clock)],
+        readiness={"store": store.check},
+        gcp_project=settings.platform.gcp_project if settings.platform.backend == "gcp" else None,
+    )
+
+
+def sweep_loop(
+    store: DocumentStore, interval: float, clock: Clock = utc_now
+) -> Callable[[threading.Event], None]:
+    def loop(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                sweep(store, clock())
+            except Exception as error:  # a store hiccup must not kill the worker: next round catches up
+                log.warning("sweep.failed", error=f"{type(error).__name__}: {error}"[:300])
+            stop.wait(interval)
+
+    return loop
+
+
+def build_worker(
+    settings: SubscriptionSettings | None = None,
+    *,
+    store: DocumentStore | None = None,
+    bus: MessageBus | None = None,
+    clock: Clock = utc_now,
+    provision: bool = False,
+) -> Worker:
+    settings = settings or SubscriptionSettings.from_env()
+    configure_logging(SERVICE + "-worker", settings.platform.log_level)
+    store = store or open_store(settings.platform, SERVICE)
+    bus = bus or open_bus(settings.platform)
+    if provision:
+        bus.provision(TOPOLOGY)
+    relay = OutboxRelay(store, bus, kind=OUTBOX, service=SERVICE, batch_size=settings.relay_batch_size)
+
+    def relay_loop(stop: threading.Event) -> None:
+        try:
+            relay.run(stop, poll_interval=settings.relay_poll_interval)
+        finally:
+            relay.close()
+
+    loops = {"outbox-relay": relay_loop}
+    if settings.sweep_interval_seconds:
+        loops["sweep"] = sweep_loop(store, settings.sweep_interval_seconds, clock)
+    payments, catalogue = dispatchers(store, settings.default_grace_days, clock)
+    return Worker(
+        service=SERVICE,
+        bus=bus,
+        subscriptions={PAYMENTS_SUBSCRIPTION: payments, CATALOGUE_SUBSCRIPTION: catalogue},
+        loops=loops,
+        readiness={"store": store.check, "bus": bus.check},
+    )

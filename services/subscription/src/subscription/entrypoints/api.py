@@ -1,0 +1,47 @@
+"""HTTP entry point of the subscription service (bearer ``ADMIN_TOKEN`` on every route but the probes).
+
+- ``POST /tasks/sweep``: apply every time-based transition due now; answers the sweep report.
+- ``GET /subscriptions/<subscriber_code>``: each access of that subscriber (state, paid-through date,
+  grace end, plan, history of transitions); 404 when the subscriber is unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import Blueprint, Flask, Response, g, jsonify
+
+from coursebridge.ports import DocumentStore
+from coursebridge.runtime.auth import require_bearer
+from subscription.service_layer.accesses import subscriber_accesses, sweep
+
+
+def subscription_blueprint(
+    store: DocumentStore, admin_token: str | None, clock: Callable[[], datetime]
+) -> Blueprint:
+    blueprint = Blueprint("subscription", __name__)
+
+    @blueprint.post("/tasks/sweep")
+    @require_bearer(admin_token)
+    def run_sweep() -> tuple[Response, int]:
+        report = sweep(store, clock())
+        g.log_fields = {"examined": report.examined, "changed": report.changed}
+        return jsonify(report.to_json()), 200
+
+    @blueprint.get("/subscriptions/<path:subscriber_code>")
+    @require_bearer(admin_token)
+    def read_subscriber(subscriber_code: str) -> tuple[Response, int]:
+        accesses = subscriber_accesses(store, subscriber_code)
+        if not accesses:
+            return jsonify(error="not_found", message="no subscription with that subscriber code"), 404
+        return jsonify(subscriber_code=subscriber_code, accesses=accesses), 200
+
+    return blueprint
+
+
+def create_app() -> Flask:
+    """Gunicorn's entry point: ``subscription.entrypoints.api:create_app()``."""
+    from subscription.bootstrap import build_api
+
+    return build_api()
