@@ -39,7 +39,7 @@ class ProcessSpec:
 
 
 def dev_secrets(data_dir: Path) -> dict[str, str]:
-    """HOTMART_HOTTOK and ADMIN_TOKEN from the environment, else development values kept in the data dir."""
+    """Secrets from the environment, else development values generated once and kept in the data dir."""
     path = data_dir / "dev-secrets.env"
     stored: dict[str, str] = {}
     if path.exists():
@@ -48,13 +48,14 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
             if key and value:
                 stored[key] = value
     values = {}
-    for name in ("HOTMART_HOTTOK", "ADMIN_TOKEN"):
+    for name in ("HOTMART_HOTTOK", "ADMIN_TOKEN", "ANALYTICS_PSEUDONYM_KEY"):
         values[name] = (
             os.environ.get(name) or stored.get(name) or f"dev-{name.lower()}-{secrets.token_hex(8)}"
         )
-    if not path.exists():
+    generated = {k: v for k, v in values.items() if not os.environ.get(k)}  # never write a real secret
+    if generated != stored:
         data_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        path.write_text("".join(f"{k}={v}\n" for k, v in generated.items()))
         path.chmod(0o600)
     return values
 

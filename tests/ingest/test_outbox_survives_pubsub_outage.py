@@ -19,12 +19,12 @@ import pytest
 from coursebridge.adapters.firestore_store import FirestoreStore
 from coursebridge.adapters.pubsub_bus import PubSubBus
 from coursebridge.config import PlatformSettings
+from coursebridge.outbox import OUTBOX_KIND as OUTBOX
 from coursebridge.ports import BusUnavailable
 from coursebridge.topology import TOPOLOGY
 from ingest.bootstrap import build_api
 from ingest.config import IngestSettings
-from ingest.service_layer.intake import OUTBOX
-from ingest.service_layer.relay import OutboxRelay
+from ingest.service_layer.relay import webhook_relay
 
 SAMPLES = Path(__file__).resolve().parents[2] / "services" / "ingest" / "src" / "ingest" / "samples"
 HOTTOK = "outage-test-hottok"
@@ -84,7 +84,7 @@ def test_webhooks_accepted_during_a_pubsub_outage_are_published_after_recovery(
         return response.json["status"]
 
     gate = _ProvisioningGate(bus)
-    relay = OutboxRelay(store, gate, batch_size=50)
+    relay = webhook_relay(store, gate, batch_size=50)
     before = _webhook("purchase_approved_one_off.json", "HP7000000001")
     assert post(before) == "accepted"
     assert relay.relay_once().published == 1

@@ -6,9 +6,10 @@ import json
 import threading
 import time
 
+from coursebridge.outbox import OUTBOX_KIND as OUTBOX
 from coursebridge.ports import BusUnavailable
-from ingest.service_layer.intake import OUTBOX, WEBHOOKS, accept_webhook
-from ingest.service_layer.relay import OutboxRelay
+from ingest.service_layer.intake import WEBHOOKS, accept_webhook
+from ingest.service_layer.relay import webhook_relay
 
 
 def _accept(store, body):
@@ -34,7 +35,7 @@ def test_relay_publishes_pending_webhooks_and_empties_the_outbox(store, bus, app
     bodies = [approval(transaction="HP1"), approval(transaction="HP2")]
     for body in bodies:
         _accept(store, body)
-    relay = OutboxRelay(store, bus)
+    relay = webhook_relay(store, bus)
     result = relay.relay_once()
     assert result.published == 2 and not result.errors
     assert store.query(OUTBOX) == []
@@ -54,7 +55,7 @@ def test_events_of_one_purchase_keep_their_order(store, bus, approval):
     refunded["data"]["purchase"]["status"] = "REFUNDED"
     _accept(store, approved)
     _accept(store, refunded)
-    OutboxRelay(store, bus).relay_once()
+    webhook_relay(store, bus).relay_once()
     received, runner = _collect(bus)
     assert _wait(lambda: len(received) == 2)
     runner.stop()
@@ -78,7 +79,7 @@ def test_when_the_bus_is_down_entries_wait_and_go_out_after_recovery(store, bus,
     _accept(store, approval(transaction="HP3"))
     _accept(store, approval(transaction="HP3", event="PURCHASE_COMPLETE"))
     flaky = _FlakyBus(bus)
-    relay = OutboxRelay(store, flaky)
+    relay = webhook_relay(store, flaky)
     down_round = relay.relay_once()
     assert down_round.published == 0 and down_round.deferred == 2 and down_round.errors
     assert len(store.query(OUTBOX)) == 2
@@ -88,7 +89,7 @@ def test_when_the_bus_is_down_entries_wait_and_go_out_after_recovery(store, bus,
 
 
 def test_run_loop_stops_when_asked(store, bus, approval):
-    relay = OutboxRelay(store, bus)
+    relay = webhook_relay(store, bus)
     stop = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stop, 0.02))
     thread.start()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from coursebridge.events import Event
+from coursebridge.outbox import OUTBOX_KIND as OUTBOX
 from ingest.domain.records import unpack_raw
-from ingest.service_layer.intake import OUTBOX, QUARANTINE, WEBHOOKS
+from ingest.service_layer.intake import QUARANTINE, WEBHOOKS
 
 
 def test_authentic_webhook_is_stored_with_its_outbox_entry_before_the_answer(client, store, post, approval):
@@ -18,7 +19,9 @@ def test_authentic_webhook_is_stored_with_its_outbox_entry_before_the_answer(cli
     assert webhook["status"] == "pending"
     assert webhook["hotmart_event"] == "PURCHASE_APPROVED"
     assert json.loads(unpack_raw(webhook["raw"])) == body
-    entry = store.get(OUTBOX, body["id"])
+    entry = next(
+        d.data for d in store.query(OUTBOX) if d.data["event"]["data"]["hotmart"]["event_id"] == body["id"]
+    )
     event = Event.from_json(entry["event"])
     assert event.type == "coursebridge.payment.purchase_approved.v1"
     assert entry["ordering_key"] == "HP9000000001"
@@ -80,7 +83,9 @@ def test_unnormalisable_shape_is_quarantined_once(client, store, post, approval)
 def test_unknown_event_names_are_recorded_and_published_as_unrecognised(client, store, post, approval):
     body = approval(event="PURCHASE_TELEPORTED")
     assert post(body).json["status"] == "accepted"
-    entry = store.get(OUTBOX, body["id"])
+    entry = next(
+        d.data for d in store.query(OUTBOX) if d.data["event"]["data"]["hotmart"]["event_id"] == body["id"]
+    )
     assert entry["event"]["type"] == "coursebridge.payment.unrecognised.v1"
     assert entry["event"]["data"]["hotmart"]["event"] == "PURCHASE_TELEPORTED"
 

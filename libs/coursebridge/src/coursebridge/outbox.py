@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ OUTBOX_PENDING_AGE = Gauge(
 )
 OUTBOX_RETRIES = Counter("coursebridge_outbox_publish_failures_total", "Publishes to retry", ["service"])
 
+OUTBOX_KIND = "outbox"
+
 _last_sequence = 0
 _sequence_lock = threading.Lock()
 
@@ -44,7 +47,7 @@ def next_sequence() -> int:
 
 
 class Outbox:
-    def __init__(self, store: DocumentStore, kind: str = "outbox") -> None:
+    def __init__(self, store: DocumentStore, kind: str = OUTBOX_KIND) -> None:
         self.store = store
         self.kind = kind
 
@@ -74,22 +77,29 @@ class RelayRound:
     errors: list[str] = field(default_factory=list)
 
 
+PublishedHook = Callable[[Transaction, list[tuple[Document, str]]], None]
+"""Called inside the transaction that removes published entries, with (entry, message id) pairs; it must
+do its reads before its writes (Firestore's rule). Ingest uses it to mark its webhooks published."""
+
+
 class OutboxRelay:
     def __init__(
         self,
         store: DocumentStore,
         bus: MessageBus,
         *,
-        kind: str = "outbox",
+        kind: str = OUTBOX_KIND,
         service: str | None = None,
         batch_size: int = 100,
         parallelism: int = 4,
+        on_published: PublishedHook | None = None,
     ) -> None:
         self._outbox = Outbox(store, kind)
         self._store = store
         self._bus = bus
         self._service = service or store.owner
         self._batch_size = batch_size
+        self._on_published = on_published
         self._pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="outbox")
 
     def relay_once(self) -> RelayRound:
@@ -104,23 +114,29 @@ class OutboxRelay:
         for entry in entries:
             key = entry.data.get("ordering_key") or entry.id  # unordered entries are independent
             groups.setdefault(key, []).append(entry)
-        done: list[str] = []
+        done: list[tuple[Document, str]] = []
         for published, errors in self._pool.map(self._publish_group, groups.values()):
             done += published
             round_.errors += errors
         if done:
-            self._store.transaction(lambda tx: _delete(tx, self._outbox.kind, done))
+            self._store.transaction(lambda tx: self._settle(tx, done))
         round_.published = len(done)
         round_.deferred = len(entries) - len(done)
         return round_
 
-    def _publish_group(self, entries: list[Document]) -> tuple[list[str], list[str]]:
-        done: list[str] = []
+    def _settle(self, tx: Transaction, done: list[tuple[Document, str]]) -> None:
+        if self._on_published is not None:
+            self._on_published(tx, done)
+        for entry, _message_id in done:
+            tx.delete(self._outbox.kind, entry.id)
+
+    def _publish_group(self, entries: list[Document]) -> tuple[list[tuple[Document, str]], list[str]]:
+        done: list[tuple[Document, str]] = []
         for entry in entries:
             event = Event.from_json(entry.data["event"])
             topic = entry.data["topic"]
             try:
-                self._bus.publish(topic, event, ordering_key=entry.data.get("ordering_key"))
+                message_id = self._bus.publish(topic, event, ordering_key=entry.data.get("ordering_key"))
             except Exception as error:  # BusUnavailable, or an entry that no longer validates
                 OUTBOX_RETRIES.labels(self._service).inc()
                 if not isinstance(error, BusUnavailable):
@@ -129,7 +145,7 @@ class OutboxRelay:
                     )
                 return done, [f"{event.type} {event.id}: {error}"]
             EVENTS_PUBLISHED.labels(self._service, topic, event.type).inc()
-            done.append(entry.id)
+            done.append((entry, message_id))
         return done, []
 
     def run(self, stop: threading.Event, poll_interval: float = 0.2, max_backoff: float = 30.0) -> None:
@@ -155,8 +171,3 @@ class OutboxRelay:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
-
-
-def _delete(tx: Transaction, kind: str, doc_ids: list[str]) -> None:
-    for doc_id in doc_ids:
-        tx.delete(kind, doc_id)

@@ -11,7 +11,7 @@ from coursebridge.runtime.worker import Worker
 from coursebridge.topology import TOPOLOGY
 from ingest.config import MAX_BODY_BYTES, IngestSettings
 from ingest.entrypoints.api import count_too_large, webhook_blueprint
-from ingest.service_layer.relay import OutboxRelay
+from ingest.service_layer.relay import webhook_relay
 
 SERVICE = "ingest"
 
@@ -39,7 +39,7 @@ def build_relay_worker(settings: IngestSettings | None = None, *, provision: boo
     bus = open_bus(settings.platform)
     if provision:
         bus.provision(TOPOLOGY)
-    relay = OutboxRelay(store, bus, batch_size=settings.relay_batch_size)
+    relay = webhook_relay(store, bus, batch_size=settings.relay_batch_size)
     return Worker(
         service=SERVICE,
         bus=bus,

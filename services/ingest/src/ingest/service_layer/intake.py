@@ -8,18 +8,17 @@ retries). A resend with the same Hotmart event id finds the webhook document and
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 import structlog
 
-from coursebridge.events import Event, new_event
+from coursebridge.events import new_event
 from coursebridge.events.envelope import format_time, utc_now
 from coursebridge.events.payments import register_payment_contracts
-from coursebridge.ports import DocumentStore, Transaction
+from coursebridge.outbox import Outbox
+from coursebridge.ports import Document, DocumentStore, Transaction
 from coursebridge.runtime.logging import bind_correlation
 from coursebridge.topology import PAYMENTS
 from ingest.domain.hotmart import NotNormalisable, normalise
@@ -29,7 +28,6 @@ log = structlog.get_logger(__name__)
 register_payment_contracts()
 
 WEBHOOKS = "webhooks"
-OUTBOX = "outbox"
 QUARANTINE = "quarantine"
 EVENT_SOURCE = "coursebridge/ingest"
 
@@ -81,13 +79,12 @@ def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | Non
         "raw": packed,
         "raw_omitted": None if packed is not None else "body too large to keep whole; normalised event kept",
     }
-    outbox_entry = _outbox_entry(event, normalised.ordering_key, received_at)
 
     def store_once(tx: Transaction) -> bool:
         if tx.get(WEBHOOKS, doc_id) is not None:
             return False
         tx.create(WEBHOOKS, doc_id, webhook)
-        tx.create(OUTBOX, doc_id, outbox_entry)
+        Outbox(store).add(tx, PAYMENTS, event, normalised.ordering_key)
         return True
 
     created = store.transaction(store_once)
@@ -96,29 +93,6 @@ def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | Non
         "webhook." + outcome, hotmart_event=normalised.event_name, kind=normalised.kind, event_id=event.id
     )
     return IntakeResult(outcome=outcome, event_id=normalised.event_id, kind=normalised.kind)
-
-
-def _outbox_entry(event: Event, ordering_key: str, received_at: str) -> dict:
-    return {
-        "topic": PAYMENTS,
-        "ordering_key": ordering_key,
-        "received_at": received_at,
-        "sequence": _arrival_sequence(),
-        "event": event.to_json(),
-    }
-
-
-_last_sequence = 0
-_sequence_lock = threading.Lock()
-
-
-def _arrival_sequence() -> int:
-    """Nanosecond arrival stamp, strictly increasing within a process: the relay publishes in this order,
-    so two events of one purchase accepted in the same millisecond still go out in arrival order."""
-    global _last_sequence
-    with _sequence_lock:
-        _last_sequence = max(time.time_ns(), _last_sequence + 1)
-        return _last_sequence
 
 
 def _quarantine(
@@ -155,3 +129,18 @@ def webhook_record(store: DocumentStore, hotmart_event_id: str) -> dict | None:
         "status",
     )
     return {key: webhook.get(key) for key in (*visible, "published_at", "message_id")}
+
+
+def mark_webhooks_published(tx: Transaction, published: list[tuple[Document, str]]) -> None:
+    """Outbox hook: record on each webhook when and as which message it was published."""
+    now = format_time(utc_now())
+    doc_ids = [document_id(entry.data["event"]["data"]["hotmart"]["event_id"]) for entry, _ in published]
+    webhooks = {doc_id: tx.get(WEBHOOKS, doc_id) for doc_id in doc_ids}  # reads before writes
+    for doc_id, (_entry, message_id) in zip(doc_ids, published, strict=True):
+        webhook = webhooks[doc_id]
+        if webhook is not None:
+            tx.set(
+                WEBHOOKS,
+                doc_id,
+                {**webhook, "status": "published", "published_at": now, "message_id": message_id},
+            )
