@@ -1,0 +1,542 @@
+"""The deployment configuration agrees with the code and with the official schemas.
+
+- skaffold.yaml validates against Skaffold's published JSON schema (``../shared/schemas``);
+- every dashboard and alert policy parses with the official Cloud Monitoring API types, so a typo fails;
+- the Config Connector manifests (k8s/) declare exactly the topics and subscriptions of
+  ``coursebridge.topology.TOPOLOGY`` with its settings, least-privilege IAM, and monitoring resources
+  identical to the JSON files;
+- the Helm chart, rendered for every profile, wires the same subscription names (worker HPAs), the same
+  Workload Identity service accounts, and the security settings, and no values file holds a secret.
+
+Rendering needs helm (installed by tools/validate_deploy.sh into ~/go/bin): without it those tests skip,
+except with CI=true where they fail, like a missing skaffold schema.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from google.cloud.monitoring_dashboard_v1.types import Dashboard
+from google.cloud.monitoring_v3.types import AlertPolicy
+
+from coursebridge.topology import TOPOLOGY
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "coursebridge"
+PROFILES = ("local", "staging", "production")
+SERVICES = ("ingest", "enrollment", "subscription", "analytics")
+SKAFFOLD_SCHEMA = ROOT.parent / "shared" / "schemas" / "skaffold-v4beta13.json"
+KUBE_VERSION = "1.33"
+NAMESPACE = "coursebridge"
+DASHBOARDS = sorted((ROOT / "monitoring" / "dashboards").glob("*.json"))
+ALERTS = sorted((ROOT / "monitoring" / "alerts").glob("*.json"))
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: required)")
+    pytest.skip(reason)
+
+
+def yaml_docs(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@cache
+def k8s_docs() -> tuple[dict[str, Any], ...]:
+    docs: list[dict[str, Any]] = []
+    for path in sorted((ROOT / "k8s" / "base").glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            docs += yaml_docs(path.read_text("utf-8"))
+    return tuple(docs)
+
+
+def of_kind(docs: tuple[dict[str, Any], ...] | list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def owner(subscription: str) -> str:
+    return subscription.split(".", 1)[0]
+
+
+def worker_subscriptions() -> dict[str, set[str]]:
+    """Service -> the subscriptions it consumes, per the topology."""
+    found: dict[str, set[str]] = {}
+    for sub in TOPOLOGY.subscriptions:
+        found.setdefault(owner(sub.name), set()).add(sub.name)
+    return found
+
+
+# --- skaffold -----------------------------------------------------------------------------------------
+
+
+def skaffold() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "skaffold.yaml").read_text("utf-8"))
+
+
+def test_skaffold_yaml_validates_against_the_official_schema() -> None:
+    if not SKAFFOLD_SCHEMA.exists():
+        skip_or_fail(f"Skaffold's schema is not at {SKAFFOLD_SCHEMA}")
+    schema = json.loads(SKAFFOLD_SCHEMA.read_text("utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    doc = skaffold()
+    assert doc["apiVersion"] == "skaffold/v4beta13"
+    errors = sorted(validator_class(schema).iter_errors(doc), key=lambda error: list(error.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
+
+
+def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> None:
+    doc = skaffold()
+    artifacts = {a["image"]: a["docker"]["dockerfile"] for a in doc["build"]["artifacts"]}
+    assert artifacts == {f"coursebridge-{s}": f"services/{s}/Dockerfile" for s in SERVICES}
+    for dockerfile in artifacts.values():
+        assert (ROOT / dockerfile).is_file()
+    profiles = {p["name"]: p for p in doc["profiles"]}
+    assert set(profiles) == set(PROFILES)
+    for name, profile in profiles.items():
+        (release,) = profile["deploy"]["helm"]["releases"]
+        assert release["chartPath"] == "helm/coursebridge"
+        assert release["namespace"] == NAMESPACE
+        assert release["valuesFiles"] == [f"helm/values-{name}.yaml"]
+        assert (ROOT / release["valuesFiles"][0]).is_file()
+        for service in SERVICES:
+            key = service.replace("-", "_")
+            templates = release["setValueTemplates"]
+            assert templates[f"images.{service}.repository"] == f"{{{{.IMAGE_REPO_coursebridge_{key}}}}}"
+            assert f"{{{{.IMAGE_TAG_coursebridge_{key}}}}}" in templates[f"images.{service}.tag"]
+    assert profiles["local"]["manifests"]["kustomize"]["paths"] == ["k8s/local"]
+
+
+def test_dockerfiles_install_only_their_service_from_the_lock_file() -> None:
+    for service in SERVICES:
+        text = (ROOT / "services" / service / "Dockerfile").read_text("utf-8")
+        assert "FROM ${PYTHON_IMAGE}" in text and "ARG PYTHON_IMAGE=python:3.11-slim" in text
+        assert f"uv sync --frozen --no-dev --no-editable --package coursebridge-{service}" in text
+        assert re.search(r"^USER 10001:10001$", text, re.M), "numeric non-root user"
+        # Every workspace member's manifest, or uv cannot read the workspace.
+        for member in sorted(ROOT.glob("services/*/pyproject.toml")) + sorted(
+            ROOT.glob("libs/*/pyproject.toml")
+        ):
+            relative = member.relative_to(ROOT).as_posix()
+            assert f"COPY {relative} " in text, f"{service}/Dockerfile does not copy {relative}"
+
+
+# --- monitoring JSON ----------------------------------------------------------------------------------
+
+
+def test_the_expected_dashboards_and_alerts_exist() -> None:
+    assert {p.stem for p in DASHBOARDS} == {"intake", "saga", "lms", "analytics"}
+    assert {p.stem for p in ALERTS} == {
+        "ingest-availability-slo",
+        "dead-letter-not-empty",
+        "oldest-unacked-age",
+        "lms-failure-rate",
+    }
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.stem)
+def test_dashboard_parses_with_the_official_type(path: Path) -> None:
+    dashboard = Dashboard.from_json(path.read_text("utf-8"))  # unknown fields and bad enums raise
+    assert dashboard.display_name.startswith("CourseBridge")
+    queries = [
+        tile.widget.xy_chart.data_sets[i].time_series_query.prometheus_query
+        for tile in dashboard.mosaic_layout.tiles
+        for i in range(len(tile.widget.xy_chart.data_sets))
+    ]
+    assert queries and all(queries), "every chart queries with PromQL"
+
+
+@pytest.mark.parametrize("path", ALERTS, ids=lambda p: p.stem)
+def test_alert_policy_parses_with_the_official_type_and_has_a_runbook(path: Path) -> None:
+    policy = AlertPolicy.from_json(path.read_text("utf-8"))
+    assert policy.display_name.startswith("CourseBridge")
+    assert policy.conditions
+    for condition in policy.conditions:
+        assert condition.condition_prometheus_query_language.query, "PromQL conditions only"
+    anchors = re.findall(r"docs/runbooks\.md#([a-z0-9-]+)", policy.documentation.content)
+    assert anchors, "the documentation links its runbook"
+    assert set(anchors) <= runbook_anchors()
+
+
+def test_the_slo_alert_has_fast_and_slow_burn_conditions() -> None:
+    policy = AlertPolicy.from_json(
+        (ROOT / "monitoring/alerts/ingest-availability-slo.json").read_text("utf-8")
+    )
+    names = [c.display_name.lower() for c in policy.conditions]
+    assert any("fast burn" in n for n in names) and any("slow burn" in n for n in names)
+    assert policy.combiner == AlertPolicy.ConditionCombinerType.OR
+
+
+@cache
+def runbook_anchors() -> set[str]:
+    """GitHub's anchors for the headings of docs/runbooks.md."""
+    anchors = set()
+    for line in (ROOT / "docs" / "runbooks.md").read_text("utf-8").splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"\s", "-", re.sub(r"[^\w\s-]", "", title)))
+    return anchors
+
+
+# --- k8s/: topology, IAM, monitoring ------------------------------------------------------------------
+
+
+def test_every_topic_of_the_topology_is_a_pubsub_topic_and_no_other() -> None:
+    names = [doc["metadata"]["name"] for doc in of_kind(k8s_docs(), "PubSubTopic")]
+    assert sorted(names) == sorted(TOPOLOGY.all_topics())
+
+
+def test_every_subscription_exists_with_the_topology_settings_plus_hold_subscriptions() -> None:
+    subscriptions = {
+        doc["metadata"]["name"]: doc["spec"] for doc in of_kind(k8s_docs(), "PubSubSubscription")
+    }
+    expected = {s.name for s in TOPOLOGY.subscriptions} | {
+        s.hold_subscription for s in TOPOLOGY.subscriptions
+    }
+    assert set(subscriptions) == expected
+    for sub in TOPOLOGY.subscriptions:
+        spec = subscriptions[sub.name]
+        assert spec["topicRef"] == {"name": sub.topic}
+        assert spec["enableMessageOrdering"] is sub.ordered
+        assert spec["ackDeadlineSeconds"] == sub.ack_deadline_seconds
+        assert spec["deadLetterPolicy"] == {
+            "deadLetterTopicRef": {"name": sub.dead_letter_topic},
+            "maxDeliveryAttempts": sub.max_delivery_attempts,
+        }
+        assert spec["retryPolicy"] == {
+            "minimumBackoff": f"{sub.min_backoff_seconds:g}s",
+            "maximumBackoff": f"{sub.max_backoff_seconds:g}s",
+        }
+        assert spec["expirationPolicy"] == {"ttl": ""}, "never expires"
+        hold = subscriptions[sub.hold_subscription]
+        assert hold["topicRef"] == {"name": sub.dead_letter_topic}
+        assert "deadLetterPolicy" not in hold
+
+
+def bindings() -> list[dict[str, Any]]:
+    return of_kind(k8s_docs(), "IAMPolicyMember")
+
+
+def service_of(binding: dict[str, Any]) -> str | None:
+    ref = binding["spec"].get("memberFrom", {}).get("serviceAccountRef")
+    return ref["name"].removeprefix("coursebridge-") if ref else None
+
+
+def test_each_service_publishes_only_its_own_topics_and_dead_letter_topics() -> None:
+    published: dict[str, set[str]] = {service: set() for service in SERVICES}
+    for binding in bindings():
+        if binding["spec"]["role"] == "roles/pubsub.publisher" and service_of(binding):
+            assert binding["spec"]["resourceRef"]["kind"] == "PubSubTopic"
+            published[service_of(binding)].add(binding["spec"]["resourceRef"]["name"])
+    own_dead_letters = {
+        s: {x.dead_letter_topic for x in TOPOLOGY.subscriptions if owner(x.name) == s} for s in SERVICES
+    }
+    assert published == {
+        "ingest": {"payments"},
+        "enrollment": {"enrollments", "catalogue"} | own_dead_letters["enrollment"],
+        "subscription": {"subscriptions"} | own_dead_letters["subscription"],
+        "analytics": own_dead_letters["analytics"],
+    }
+
+
+def test_each_service_reads_only_its_own_subscriptions() -> None:
+    roles = {"roles/pubsub.subscriber", "roles/pubsub.viewer"}
+    for binding in bindings():
+        spec = binding["spec"]
+        if spec["role"] in roles and service_of(binding):
+            assert spec["resourceRef"]["kind"] == "PubSubSubscription"
+            assert owner(spec["resourceRef"]["name"]) == service_of(binding), binding["metadata"]["name"]
+    subscribed = {
+        (service_of(b), b["spec"]["resourceRef"]["name"])
+        for b in bindings()
+        if b["spec"]["role"] == "roles/pubsub.subscriber" and service_of(b)
+    }
+    assert subscribed == {(owner(sub.name), sub.name) for sub in TOPOLOGY.subscriptions}
+
+
+def test_bigquery_dataset_is_the_one_the_chart_configures() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))["analytics"]
+    (dataset,) = of_kind(k8s_docs(), "BigQueryDataset")
+    assert dataset["spec"]["resourceID"] == values["bigqueryDataset"]
+    assert dataset["spec"]["location"] == values["bigqueryLocation"]
+
+
+def test_no_service_gets_a_role_outside_the_least_privilege_set() -> None:
+    allowed = {
+        "roles/pubsub.publisher",
+        "roles/pubsub.subscriber",
+        "roles/pubsub.viewer",
+        "roles/datastore.user",
+        "roles/iam.workloadIdentityUser",
+    }
+    for binding in bindings():
+        role, service = binding["spec"]["role"], service_of(binding)
+        if role == "roles/bigquery.jobUser":
+            assert service == "analytics"
+        elif service is not None:
+            assert role in allowed, binding["metadata"]["name"]
+    dataset = of_kind(k8s_docs(), "BigQueryDataset")[0]
+    writers = [a for a in dataset["spec"]["access"] if a.get("userByEmail")]
+    assert writers == [
+        {"role": "WRITER", "userByEmail": "coursebridge-analytics@PROJECT_ID.iam.gserviceaccount.com"}
+    ]
+
+
+def test_pubsub_service_agent_can_dead_letter_every_subscription() -> None:
+    agent = [b["spec"] for b in bindings() if "serviceIdentityRef" in b["spec"].get("memberFrom", {})]
+    published = {a["resourceRef"]["name"] for a in agent if a["role"] == "roles/pubsub.publisher"}
+    acked = {a["resourceRef"]["name"] for a in agent if a["role"] == "roles/pubsub.subscriber"}
+    assert published == {s.dead_letter_topic for s in TOPOLOGY.subscriptions}
+    assert acked == {s.name for s in TOPOLOGY.subscriptions}
+
+
+def test_every_service_has_a_google_service_account_bound_to_its_kubernetes_one() -> None:
+    accounts = {doc["metadata"]["name"] for doc in of_kind(k8s_docs(), "IAMServiceAccount")}
+    assert accounts == {f"coursebridge-{s}" for s in SERVICES}
+    members = {
+        b["spec"]["resourceRef"]["name"]: b["spec"]["member"]
+        for b in bindings()
+        if b["spec"]["role"] == "roles/iam.workloadIdentityUser"
+    }
+    assert members == {
+        f"coursebridge-{s}": f"serviceAccount:PROJECT_ID.svc.id.goog[{NAMESPACE}/coursebridge-{s}]"
+        for s in SERVICES
+    }
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("deploy_manifests", ROOT / "tools" / "deploy_manifests.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_manifests_are_up_to_date() -> None:
+    for path, text in load_generator().outputs().items():
+        assert path.read_text("utf-8") == text, (
+            f"{path.relative_to(ROOT)} is stale: uv run python tools/deploy_manifests.py"
+        )
+
+
+def test_config_connector_monitoring_resources_are_the_json_files() -> None:
+    kcc_only = set(load_generator().KCC_ONLY_FIELDS)
+    for kind, files in (("MonitoringDashboard", DASHBOARDS), ("MonitoringAlertPolicy", ALERTS)):
+        resources = {
+            doc["metadata"]["annotations"]["coursebridge.io/source"]: doc for doc in of_kind(k8s_docs(), kind)
+        }
+        assert set(resources) == {p.relative_to(ROOT).as_posix() for p in files}
+        for path in files:
+            spec = {
+                k: v
+                for k, v in resources[path.relative_to(ROOT).as_posix()]["spec"].items()
+                if k not in kcc_only
+            }
+            assert spec == json.loads(path.read_text("utf-8")), path.name
+
+
+# --- Helm chart ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    candidates = [os.environ.get("HELM_BIN"), str(Path.home() / "go" / "bin" / "helm"), shutil.which("helm")]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    skip_or_fail("helm is not installed (bash tools/validate_deploy.sh installs it)")
+    raise AssertionError("unreachable")
+
+
+@cache
+def _render(helm_bin: str, profile: str) -> tuple[dict[str, Any], ...]:
+    result = subprocess.run(
+        [helm_bin, "template", "coursebridge", str(CHART), "--kube-version", KUBE_VERSION,
+         "--namespace", NAMESPACE, "-f", str(ROOT / "helm" / f"values-{profile}.yaml")],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return tuple(yaml_docs(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: str) -> dict[str, tuple[dict[str, Any], ...]]:
+    return {profile: _render(helm, profile) for profile in PROFILES}
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return doc["spec"]["template"]["spec"]
+
+
+def workloads(docs: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] in ("Deployment", "CronJob", "Job")]
+
+
+def test_values_name_the_topology_subscriptions_per_worker() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))
+    configured = {s: set(values[s]["worker"]["subscriptions"]) for s in SERVICES if "worker" in values[s]}
+    assert configured == worker_subscriptions()
+
+
+@pytest.mark.parametrize("profile", ["staging", "production"])
+def test_worker_autoscalers_watch_exactly_the_topology_subscriptions(rendered, profile: str) -> None:
+    watched: dict[str, set[str]] = {}
+    for hpa in of_kind(list(rendered[profile]), "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]["name"]
+        for metric in hpa["spec"]["metrics"]:
+            if metric["type"] == "External":
+                external = metric["external"]["metric"]
+                assert external["name"] == "pubsub.googleapis.com|subscription|num_undelivered_messages"
+                watched.setdefault(target, set()).add(
+                    external["selector"]["matchLabels"]["resource.labels.subscription_id"]
+                )
+    assert watched == {f"coursebridge-{s}-worker": subs for s, subs in worker_subscriptions().items()}
+    cpu = [
+        h
+        for h in of_kind(list(rendered[profile]), "HorizontalPodAutoscaler")
+        if h["spec"]["metrics"][0]["type"] == "Resource"
+    ]
+    assert [h["spec"]["scaleTargetRef"]["name"] for h in cpu] == ["coursebridge-ingest-api"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_process_runs_locked_down_with_probes_and_resources(rendered, profile: str) -> None:
+    docs = rendered[profile]
+    for doc in workloads(docs):
+        spec = pod_spec(doc)
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+            if doc["kind"] == "Deployment":
+                assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+                assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    names = {doc["metadata"]["name"] for doc in of_kind(list(docs), "Deployment")}
+    assert names == {
+        "coursebridge-ingest-api",
+        "coursebridge-ingest-relay",
+        *(f"coursebridge-{s}-{c}" for s in SERVICES[1:] for c in ("api", "worker")),
+    }
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_secrets_come_only_from_secret_refs_named_in_values(rendered, profile: str) -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))
+    secret_names = {ref["name"] for ref in values["secrets"].values()}
+    secret_env = {"HOTMART_HOTTOK", "ADMIN_TOKEN", "TALENTLMS_API_KEY", "ANALYTICS_PSEUDONYM_KEY"}
+    seen = set()
+    for doc in workloads(rendered[profile]):
+        for container in pod_spec(doc)["containers"]:
+            for env in container.get("env", []):
+                if env["name"] in secret_env:
+                    assert "value" not in env, f"{env['name']} must come from a Secret"
+                    assert env["valueFrom"]["secretKeyRef"]["name"] in secret_names
+                    seen.add(env["name"])
+    assert seen == secret_env
+
+
+def test_the_relay_is_a_single_pod_replaced_by_recreate(rendered) -> None:
+    for docs in rendered.values():
+        (relay,) = [
+            d
+            for d in of_kind(list(docs), "Deployment")
+            if d["metadata"]["name"] == "coursebridge-ingest-relay"
+        ]
+        assert relay["spec"]["replicas"] == 1
+        assert relay["spec"]["strategy"] == {"type": "Recreate"}
+        assert pod_spec(relay)["containers"][0]["command"] == ["python", "-m", "ingest.entrypoints.relay"]
+        targets = {
+            h["spec"]["scaleTargetRef"]["name"] for h in of_kind(list(docs), "HorizontalPodAutoscaler")
+        }
+        assert "coursebridge-ingest-relay" not in targets
+
+
+def test_service_accounts_use_the_google_service_accounts_of_k8s(rendered) -> None:
+    project = yaml.safe_load((ROOT / "helm" / "values-staging.yaml").read_text("utf-8"))["gcp"]["projectId"]
+    accounts = {doc["metadata"]["name"]: doc for doc in of_kind(list(rendered["staging"]), "ServiceAccount")}
+    assert set(accounts) == {f"coursebridge-{s}" for s in SERVICES}
+    for name, account in accounts.items():
+        assert (
+            account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
+            == f"{name}@{project}.iam.gserviceaccount.com"
+        )
+    for doc in workloads(rendered["staging"]):
+        assert pod_spec(doc)["serviceAccountName"] in accounts
+
+
+def test_only_ingest_is_public_behind_a_gke_ingress(rendered) -> None:
+    docs = list(rendered["production"])
+    (ingress,) = of_kind(docs, "Ingress")
+    assert ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"] == "gce"
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [
+        ("/webhooks/hotmart", "coursebridge-ingest")
+    ]
+    (backend,) = of_kind(docs, "BackendConfig")
+    assert backend["apiVersion"] == "cloud.google.com/v1"
+    assert backend["spec"]["healthCheck"]["requestPath"] == "/healthz"
+    (certificate,) = of_kind(docs, "ManagedCertificate")
+    assert certificate["apiVersion"] == "networking.gke.io/v1"
+    assert certificate["spec"]["domains"] == [ingress["spec"]["rules"][0]["host"]]
+    assert not of_kind(list(rendered["local"]), "Ingress")
+
+
+def test_the_sweep_runs_every_five_minutes_one_at_a_time(rendered) -> None:
+    (cronjob,) = of_kind(list(rendered["production"]), "CronJob")
+    assert cronjob["spec"]["schedule"] == "*/5 * * * *"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    assert pod_spec(cronjob)["containers"][0]["command"] == ["python", "-m", "subscription.entrypoints.sweep"]
+
+
+# --- no secret values ---------------------------------------------------------------------------------
+
+SECRET_WORDS = re.compile(r"(token|secret|password|passwd|hottok|api[-_]?key|pseudonym|credential)", re.I)
+
+
+def walk(node: Any, path: tuple[str, ...] = ()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, (*path, str(index)))
+    else:
+        yield path, node
+
+
+@pytest.mark.parametrize(
+    "path",
+    [CHART / "values.yaml", *(ROOT / "helm" / f"values-{p}.yaml" for p in PROFILES)],
+    ids=lambda p: p.name,
+)
+def test_values_files_hold_no_secret_values(path: Path) -> None:
+    values = yaml.safe_load(path.read_text("utf-8")) or {}
+    for keys, value in walk(values):
+        if keys[:1] == ("secrets",):
+            assert len(keys) == 3 and keys[2] in ("name", "key"), (
+                f"secrets.* only name Secrets: {'.'.join(keys)}"
+            )
+            continue
+        if isinstance(value, str) and value and any(SECRET_WORDS.search(k) for k in keys):
+            pytest.fail(
+                f"{path.name}: {'.'.join(keys)} looks like a secret value; reference a Secret instead"
+            )
