@@ -22,8 +22,7 @@ CATALOGUE = ROOT / "docs" / "events.md"
 def _payment_examples() -> dict[str, tuple[dict, dict]]:
     """One real example per payment event type: the ingest samples, normalised as ingest does."""
     from ingest.domain.hotmart import normalise
-    from ingest.domain.records import cloud_event_id
-    from ingest.service_layer.intake import EVENT_SOURCE
+    from ingest.service_layer.intake import payment_event
 
     examples: dict[str, tuple[dict, dict]] = {}
     folder = resources.files("ingest.samples")
@@ -33,15 +32,7 @@ def _payment_examples() -> dict[str, tuple[dict, dict]]:
         normalised = normalise(json.loads(path.read_text("utf-8")))
         if normalised.event_type in examples:
             continue
-        event = new_event(
-            normalised.event_type,
-            normalised.data,
-            source=EVENT_SOURCE,
-            correlation_id=normalised.ordering_key,
-            subject=normalised.subject,
-            event_id=cloud_event_id(normalised.event_id),
-            time=normalised.occurred_at,
-        )
+        event = payment_event(normalised)
         wire = event.to_wire()
         examples[event.type] = (wire.attributes, event.data)
     return examples

@@ -14,14 +14,14 @@ from typing import Literal
 
 import structlog
 
-from coursebridge.events import new_event
+from coursebridge.events import Event, new_event
 from coursebridge.events.envelope import format_time, utc_now
 from coursebridge.events.payments import register_payment_contracts
 from coursebridge.outbox import Outbox
 from coursebridge.ports import Document, DocumentStore, Transaction
 from coursebridge.runtime.logging import bind_correlation
 from coursebridge.topology import PAYMENTS
-from ingest.domain.hotmart import NotNormalisable, normalise
+from ingest.domain.hotmart import NormalisedEvent, NotNormalisable, normalise
 from ingest.domain.records import cloud_event_id, document_id, pack_raw, quarantine_id, redact_hottok
 
 log = structlog.get_logger(__name__)
@@ -42,6 +42,19 @@ class IntakeResult:
     reason: str | None = None
 
 
+def payment_event(normalised: NormalisedEvent) -> Event:
+    """The CloudEvent announcing a normalised webhook; its id is stable across Hotmart's resends."""
+    return new_event(
+        normalised.event_type,
+        normalised.data,
+        source=EVENT_SOURCE,
+        correlation_id=normalised.ordering_key,
+        subject=normalised.subject,
+        event_id=cloud_event_id(normalised.event_id),
+        time=normalised.occurred_at,
+    )
+
+
 def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | None = None) -> IntakeResult:
     """Store ``raw_body`` durably; raises ``StoreUnavailable`` when that is impossible right now."""
     received_at = format_time(now or utc_now())
@@ -56,15 +69,7 @@ def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | Non
         return _quarantine(store, raw_body, str(error), received_at, body)
     bind_correlation(normalised.ordering_key)  # the rest of this request's log lines follow the purchase
 
-    event = new_event(
-        normalised.event_type,
-        normalised.data,
-        source=EVENT_SOURCE,
-        correlation_id=normalised.ordering_key,
-        subject=normalised.subject,
-        event_id=cloud_event_id(normalised.event_id),
-        time=normalised.occurred_at,
-    )
+    event = payment_event(normalised)
     doc_id = document_id(normalised.event_id)
     packed = pack_raw(raw_body)
     webhook = {
