@@ -93,6 +93,80 @@ def test_never_more_than_n_in_any_window(calls: int, window: float, gaps: list[f
     assert_at_most(times, calls, window)
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    calls=st.integers(2, 6),
+    window=st.floats(0.1, 5.0),
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("start"), st.floats(0.0, 1.0)),
+            st.tuples(st.just("advance"), st.floats(0.0, 2.0)),
+            st.tuples(st.just("finish"), st.integers(0, 10)),
+        ),
+        max_size=80,
+    ),
+)
+def test_slots_keep_arrivals_under_n_whatever_the_latency(
+    calls: int, window: float, ops: list[tuple[str, float]]
+) -> None:
+    """Calls in flight at once, each reaching the portal at any instant between its send and its end."""
+    clock = FakeClock()
+    limiter = limiter_with(clock, calls, window)
+    open_calls: list[tuple[float, float]] = []  # (sent at, where between send and end it arrives)
+    arrivals: list[float] = []
+
+    def finish(index: int) -> None:
+        sent, fraction = open_calls.pop(index)
+        limiter.release()
+        arrivals.append(sent + fraction * (clock() - sent))
+
+    for op, value in ops:
+        if op == "start":
+            if len(open_calls) == calls - 1:  # one thread: never wait on a slot only a release could free
+                finish(0)
+            limiter.reserve()
+            open_calls.append((clock(), value))
+        elif op == "advance":
+            clock.now += value
+        elif open_calls:
+            finish(int(value) % len(open_calls))
+    while open_calls:
+        clock.now += 0.01
+        finish(0)
+    assert_at_most(arrivals, calls, window)
+
+
+def test_a_slot_is_held_until_window_after_its_call_ended() -> None:
+    clock = FakeClock()
+    limiter = limiter_with(clock, calls=1, window=1.0)
+    with limiter.slot():
+        assert limiter.available() == 0
+        clock.now += 0.7  # a slow call
+    assert limiter.available() == 0
+    assert limiter.acquire() == pytest.approx(1.0)  # counted from the end of the call, not its start
+    with pytest.raises(RuntimeError):
+        limiter.release()
+
+
+def test_all_slots_in_flight_gives_up_when_max_wait_is_below_one_window() -> None:
+    clock = FakeClock()
+    limiter = limiter_with(clock, calls=1, window=5.0, max_wait=2.0)
+    limiter.reserve()
+    with pytest.raises(LmsTransientError, match="in flight"):
+        limiter.reserve()
+    limiter.release()
+
+
+def test_a_release_wakes_a_thread_waiting_for_a_slot_in_flight() -> None:
+    limiter = RateLimiter(1, 0.05, max_wait=5.0)
+    limiter.reserve()
+    threading.Timer(0.05, limiter.release).start()
+    started = time.monotonic()
+    limiter.reserve()  # waits for the release, then for the window after it
+    assert 0.09 <= time.monotonic() - started < 3.0
+    limiter.release()
+
+
 def test_gives_up_without_sleeping_when_the_wait_exceeds_max_wait() -> None:
     clock = FakeClock()
     limiter = limiter_with(clock, calls=2, window=10.0, max_wait=3.0)

@@ -210,8 +210,10 @@ def test_no_email_or_api_key_in_errors_or_logs(fake_lms: Any) -> None:
 
 
 def test_client_limiter_keeps_under_the_portal_limit(fake_lms_factory: Callable[..., Any]) -> None:
+    # The same budget as the portal, no headroom: a slot is held until W after its call ENDED, so even at
+    # exactly the portal's limit no window of the portal sees more than N calls.
     fake = fake_lms_factory(rate_limit=10, rate_window_seconds=0.5)
-    client = fake.client(limiter=RateLimiter(8, 0.5, max_wait=5.0))
+    client = fake.client(limiter=RateLimiter(10, 0.5, max_wait=5.0))
     user_ids = [fake.add_user(f"student{i}@example.com") for i in range(30)]
     errors: list[Exception] = []
 
@@ -233,7 +235,7 @@ def test_client_limiter_keeps_under_the_portal_limit(fake_lms_factory: Callable[
     snapshot = fake.state.snapshot()
     assert snapshot["rejected"] == {}
     assert snapshot["enrolled_total"] == 30 and len(snapshot["enrollments"]) == 30
-    assert 1.4 < elapsed < 10  # 30 calls at 8 / 0.5 s: at least three more windows after the first
+    assert 0.95 < elapsed < 10  # 30 calls at 10 / 0.5 s: at least two more windows after the first
 
 
 def test_rate_limit_status(lms_client: TalentLmsClient) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from enrollment.adapters.rate_limit import DEFAULT_CALLS, DEFAULT_WINDOW_SECONDS
 from coursebridge.config import PlatformSettings
 
 
@@ -15,8 +16,8 @@ class EnrollmentSettings:
     talentlms_api_key: str | None = None
     admin_token: str | None = None
     port: int = 8081
-    rate_limit_calls: int = 200
-    rate_limit_period: float = 5.0
+    rate_limit_calls: int = DEFAULT_CALLS
+    rate_limit_period: float = DEFAULT_WINDOW_SECONDS
     lms_timeout: float = 10.0
     max_in_flight: int = 10
     relay_poll_interval: float = 0.2
@@ -30,8 +31,10 @@ class EnrollmentSettings:
             talentlms_api_key=os.environ.get("TALENTLMS_API_KEY") or None,
             admin_token=os.environ.get("ADMIN_TOKEN") or None,
             port=int(os.environ.get("ENROLLMENT_PORT", "8081")),
-            rate_limit_calls=int(os.environ.get("TALENTLMS_RATE_LIMIT_CALLS", "200")),
-            rate_limit_period=float(os.environ.get("TALENTLMS_RATE_LIMIT_SECONDS", "5")),
+            rate_limit_calls=int(os.environ.get("TALENTLMS_RATE_LIMIT_CALLS") or DEFAULT_CALLS),
+            rate_limit_period=float(
+                os.environ.get("TALENTLMS_RATE_LIMIT_WINDOW_SECONDS") or DEFAULT_WINDOW_SECONDS
+            ),
             lms_timeout=float(os.environ.get("TALENTLMS_TIMEOUT_SECONDS", "10")),
             max_in_flight=int(os.environ.get("ENROLLMENT_MAX_IN_FLIGHT", "10")),
             relay_poll_interval=float(os.environ.get("ENROLLMENT_RELAY_POLL_SECONDS", "0.2")),

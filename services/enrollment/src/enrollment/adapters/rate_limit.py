@@ -16,7 +16,7 @@ Sliding window, two ways to take a slot:
   send and its answer, so two calls that reuse one slot reach it more than W apart, and any W-second
   window (the portal's fixed windows, whatever their alignment, or a sliding one) sees at most N calls.
   Timestamping at the send instead is not enough: a burst released at t0 + W can land in a portal window
-  that opened when the first call of the previous burst ARRIVED, after t0 (measured: a 429 per burst).
+  that opened when the first call of the previous burst ARRIVED, after t0 (the benchmark met 429s).
   The price is the request latency added to each slot's period (about 1 % at 5 s windows).
 - ``acquire()``: the slot is timestamped when granted (for callers that cannot report the end).
 

@@ -367,11 +367,6 @@ class TalentLmsClient:
             )
         if body is None:
             raise self._transient(call, f"TalentLMS answered {call} with an unreadable body", status=status)
-        if remaining == 0 and self.limiter is not None:
-            # The portal's window is spent (other clients share it): wait for its reset rather than a 429.
-            reset = _reset_delay(response.headers)
-            if reset is not None:
-                self.limiter.back_off(reset)
         return body
 
     def _transient(self, call: str, reason: str, *, status: int | None = None) -> LmsTransientError:
