@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from enrollment.adapters.rate_limit import DEFAULT_CALLS, DEFAULT_WINDOW_SECONDS
 from coursebridge.config import PlatformSettings
+from enrollment.adapters.rate_limit import DEFAULT_CALLS, DEFAULT_WINDOW_SECONDS
 
 
 @dataclass(frozen=True)
