@@ -95,6 +95,35 @@ def process_specs(env: dict[str, str]) -> list[ProcessSpec]:
     return specs
 
 
+def map_demo_products(env: dict[str, str], stopping: threading.Event) -> None:
+    """With the fake TalentLMS, map the sample products to its demo courses once, so `make samples`
+    shows enrollments right away. Existing mappings are left alone."""
+    import requests
+
+    from talentlms_fake import DEMO_MAPPINGS
+
+    base = f"http://127.0.0.1:{env.get('ENROLLMENT_PORT', '8081')}"
+    headers = {"Authorization": f"Bearer {env['ADMIN_TOKEN']}"}
+    deadline = time.monotonic() + 60
+    while not stopping.is_set() and time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/readyz", timeout=2).ok:
+                break
+        except requests.RequestException:
+            pass
+        stopping.wait(0.5)
+    else:
+        return
+    for product_id, mapping in DEMO_MAPPINGS.items():
+        url = f"{base}/admin/products/{product_id}"
+        try:
+            if requests.get(url, headers=headers, timeout=5).status_code == 404:
+                requests.put(url, json=mapping, headers=headers, timeout=5).raise_for_status()
+                print(f"mapped demo product {product_id} -> courses {mapping['course_ids']}", flush=True)
+        except requests.RequestException as error:
+            print(f"could not map demo product {product_id}: {error}", flush=True)
+
+
 def provision(env: dict[str, str]) -> None:
     """Create the embedded bus's topics and subscriptions before anything publishes."""
     subprocess.run(
@@ -157,6 +186,10 @@ def main() -> int:
         children.append((spec, child))
 
     stopping = threading.Event()
+    if any(spec.name == "fake-talentlms" for spec in specs) and any(
+        s.name == "enrollment-api" for s in specs
+    ):
+        threading.Thread(target=map_demo_products, args=(env, stopping), daemon=True).start()
 
     def request_stop(signum: int, _frame: object) -> None:
         stopping.set()
