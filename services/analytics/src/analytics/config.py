@@ -1,0 +1,40 @@
+"""Analytics settings from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from coursebridge.config import PlatformSettings
+
+
+@dataclass(frozen=True)
+class AnalyticsSettings:
+    platform: PlatformSettings
+    pseudonym_key: bytes
+    admin_token: str | None = None
+    bigquery_dataset: str = "coursebridge"
+    bigquery_location: str | None = None
+    port: int = 8083
+    batch_size: int = 500
+    batch_wait_seconds: float = 0.05
+    max_in_flight: int = 64
+
+    @classmethod
+    def from_env(cls) -> AnalyticsSettings:
+        key = os.environ.get("ANALYTICS_PSEUDONYM_KEY", "")
+        if not key:
+            raise RuntimeError(
+                "ANALYTICS_PSEUDONYM_KEY is not set: buyers cannot be pseudonymised in the warehouse"
+            )
+        return cls(
+            platform=PlatformSettings.from_env("analytics"),
+            pseudonym_key=key.encode("utf-8"),
+            admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            bigquery_dataset=os.environ.get("BIGQUERY_DATASET") or "coursebridge",
+            bigquery_location=os.environ.get("BIGQUERY_LOCATION") or None,
+            port=int(os.environ.get("ANALYTICS_PORT", "8083")),
+            batch_size=int(os.environ.get("ANALYTICS_BATCH_SIZE", "500")),
+            batch_wait_seconds=float(os.environ.get("ANALYTICS_BATCH_WAIT_SECONDS", "0.05")),
+            max_in_flight=int(os.environ.get("ANALYTICS_MAX_IN_FLIGHT", "64")),
+        )

@@ -1,0 +1,166 @@
+"""The warehouse schema as code: one logical definition, rendered as BigQuery DDL and as DuckDB DDL.
+
+Every table is keyed by ``event_id`` (the CloudEvent id), partitioned by the day of its time column and
+clustered by the columns the revenue views filter on. ``migrate`` in each adapter creates what is missing
+and adds new nullable columns, so running it again is harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# logical type -> (BigQuery, DuckDB)
+TYPES: dict[str, tuple[str, str]] = {
+    "string": ("STRING", "VARCHAR"),
+    "int": ("INT64", "BIGINT"),
+    "bool": ("BOOL", "BOOLEAN"),
+    "money": ("NUMERIC", "DECIMAL(38, 9)"),
+    "timestamp": ("TIMESTAMP", "TIMESTAMP"),  # DuckDB: naive, always UTC
+    "json": ("JSON", "JSON"),
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    partition_by: str  # a timestamp column; partitioned by its day
+    cluster_by: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def bigquery_ddl(self, qualified_dataset: str) -> str:
+        cols = ",\n  ".join(
+            f"{c.name} {TYPES[c.type][0]}{' NOT NULL' if c.required else ''}" for c in self.columns
+        )
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{qualified_dataset}.{self.name}` (\n  {cols}\n)\n"
+            f"PARTITION BY DATE({self.partition_by})\n"
+            f"CLUSTER BY {', '.join(self.cluster_by)}\n"
+            f'OPTIONS (description = "{self.description}")'
+        )
+
+    def duckdb_ddl(self, schema: str) -> str:
+        cols = ",\n  ".join(
+            f"{c.name} {TYPES[c.type][1]}{' NOT NULL' if c.required else ''}" for c in self.columns
+        )
+        # DuckDB has no partitions; the primary key gives INSERT ... ON CONFLICT DO NOTHING its dedupe.
+        return f"CREATE TABLE IF NOT EXISTS {schema}.{self.name} (\n  {cols},\n  PRIMARY KEY (event_id)\n)"
+
+
+def _c(name: str, type_: str, required: bool = False, description: str = "") -> Column:
+    return Column(name, type_, required, description)
+
+
+EVENTS = Table(
+    "events",
+    (
+        _c("event_id", "string", True, "CloudEvent id: the dedupe key of every table"),
+        _c("type", "string", True),
+        _c("source", "string"),
+        _c("time", "timestamp", True),
+        _c("subject", "string"),
+        _c("correlation_id", "string"),
+        _c("payload", "json", False, "event data with personal data removed or pseudonymised"),
+        _c("recorded_at", "timestamp"),
+    ),
+    partition_by="time",
+    cluster_by=("type",),
+    description="The raw event log (pseudonymised); the warehouse is rebuilt from it",
+)
+
+PAYMENTS = Table(
+    "payments",
+    (
+        _c("event_id", "string", True),
+        _c("kind", "string", True, "purchase_approved, purchase_refunded, purchase_chargeback, ..."),
+        _c("status", "string"),
+        _c("transaction", "string"),
+        _c("product_id", "string"),
+        _c("plan_id", "string"),
+        _c("offer_code", "string"),
+        _c("currency", "string"),
+        _c("price", "money"),
+        _c("producer_net", "money", False, "value of the PRODUCER commission"),
+        _c("recurrence_number", "int"),
+        _c("is_subscription", "bool"),
+        _c("subscriber_code", "string"),
+        _c("buyer_key", "string", False, "HMAC-SHA256 of the lower-cased buyer email"),
+        _c("occurred_at", "timestamp", True),
+    ),
+    partition_by="occurred_at",
+    cluster_by=("product_id", "currency", "kind"),
+    description="One row per purchase state change",
+)
+
+ENROLLMENTS = Table(
+    "enrollments",
+    (
+        _c("event_id", "string", True),
+        _c("kind", "string", True, "granted, revoked, failed, parked"),
+        _c("entitlement_id", "string"),
+        _c("course_id", "string"),
+        _c("product_id", "string"),
+        _c("transaction", "string"),
+        _c("access_id", "string"),
+        _c("learner_key", "string", False, "HMAC-SHA256 of the lower-cased learner email"),
+        _c("reason", "string"),
+        _c("occurred_at", "timestamp", True),
+    ),
+    partition_by="occurred_at",
+    cluster_by=("product_id", "course_id", "kind"),
+    description="One row per enrollment change on TalentLMS",
+)
+
+SUBSCRIPTIONS = Table(
+    "subscriptions",
+    (
+        _c("event_id", "string", True),
+        _c("kind", "string", True, "access_suspended, access_restored, access_expired, plan_changed"),
+        _c("access_id", "string"),
+        _c("subscriber_code", "string"),
+        _c("transaction", "string"),
+        _c("product_id", "string"),
+        _c("plan_id", "string"),
+        _c("previous_plan_id", "string"),
+        _c("state", "string"),
+        _c("reason", "string"),
+        _c("buyer_key", "string"),
+        _c("paid_through", "timestamp"),
+        _c("effective_at", "timestamp", True),
+    ),
+    partition_by="effective_at",
+    cluster_by=("product_id", "kind"),
+    description="One row per access change decided by the subscription service",
+)
+
+CATALOGUE = Table(
+    "catalogue",
+    (
+        _c("event_id", "string", True),
+        _c("kind", "string", True, "product_mapped, product_unmapped"),
+        _c("product_id", "string"),
+        _c("revision", "int"),
+        _c("course_count", "int"),
+        _c("removed", "bool"),
+        _c("changed_at", "timestamp", True),
+    ),
+    partition_by="changed_at",
+    cluster_by=("product_id",),
+    description="Product to course mapping changes",
+)
+
+TABLES: tuple[Table, ...] = (EVENTS, PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE)
+FACT_TABLES: tuple[Table, ...] = (PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE)
+TABLES_BY_NAME = {table.name: table for table in TABLES}

@@ -1,0 +1,243 @@
+"""Synthetic but contract-shaped events for tests, the benchmark and demo dashboards.
+
+Buyers purchase one-off products or subscribe (monthly renewals with ``recurrence_number``); some
+purchases are refunded or charged back, some subscriptions stop renewing. Deterministic for a seed.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from coursebridge.events import Event
+
+PRODUCTS = {  # product id -> (name, price by currency, subscription?)
+    "4711": ("CourseBridge Academy Membership", {"BRL": "49.90", "USD": "9.90"}, True),
+    "4712": ("Spreadsheet Mastery", {"BRL": "297.00", "USD": "59.00"}, False),
+    "4713": ("Watercolour Basics", {"BRL": "197.00", "USD": "39.00"}, False),
+}
+_NAMESPACE = uuid.UUID("7d0c8a0e-2f7e-4c4b-9a53-5b1f3c0a9e11")
+
+
+def _payment(
+    kind: str,
+    *,
+    seq: int,
+    at: datetime,
+    transaction: str,
+    product: str,
+    currency: str,
+    price: str,
+    email: str,
+    name: str,
+    recurrence: int | None,
+    subscriber: str | None,
+) -> Event:
+    from decimal import Decimal
+
+    value = float(price)
+    producer = float((Decimal(price) * Decimal("0.85")).quantize(Decimal("0.01")))
+    occurred = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    data: dict[str, Any] = {
+        "hotmart": {
+            "event_id": f"syn-{seq}",
+            "event": kind.upper(),
+            "version": "2.0.0",
+            "created_at": occurred,
+        },
+        "kind": kind,
+        "occurred_at": occurred,
+        "transaction": transaction,
+        "product": {"id": product, "ucode": None, "name": PRODUCTS[product][0]},
+        "buyer": {"email": email, "name": name, "first_name": name.split()[0], "last_name": name.split()[-1]},
+        "purchase": {
+            "status": {"purchase_approved": "approved", "purchase_refunded": "refunded"}.get(
+                kind, "chargeback"
+            ),
+            "raw_status": kind.split("_", 1)[1].upper(),
+            "recurrence_number": recurrence,
+            "approved_at": occurred,
+            "order_at": occurred,
+            "next_charge_at": None,
+            "price": {"value": value, "currency": currency},
+            "full_price": {"value": value, "currency": currency},
+            "offer_code": f"off{product}",
+            "coupon_code": None,
+            "payment_type": "CREDIT_CARD",
+            "installments": 1,
+            "business_model": "I",
+            "is_subscription": subscriber is not None,
+            "country_iso": "BR",
+        },
+        "commissions": [
+            {"source": "MARKETPLACE", "value": round(value - producer, 2), "currency": currency},
+            {"source": "PRODUCER", "value": producer, "currency": currency},
+        ],
+        "subscription": None
+        if subscriber is None
+        else {
+            "subscriber_code": subscriber,
+            "subscription_id": None,
+            "status": "active",
+            "raw_status": "ACTIVE",
+            "plan": {"id": "101", "name": "Monthly"},
+            "next_charge_at": None,
+            "cancelled_at": None,
+        },
+        "plan_switch": None,
+        "member": None,
+        "ordering_key": transaction,
+    }
+    return Event(
+        type=f"coursebridge.payment.{kind}.v1",
+        source="coursebridge/ingest",
+        data=data,
+        correlation_id=transaction,
+        subject=transaction,
+        id=str(uuid.uuid5(_NAMESPACE, f"{seq}")),
+        time=at,
+        dataschema="urn:coursebridge:schema:payment_event.v1",
+    )
+
+
+def generate_events(
+    n: int, *, seed: int = 7, start: datetime | None = None, days: int = 180
+) -> Iterator[Event]:
+    """About ``n`` payment events (plus a few access and enrollment events), in no particular order."""
+    rng = random.Random(seed)
+    start = start or datetime(2025, 1, 1, tzinfo=UTC)
+    seq = 0
+    buyer = 0
+    while seq < n:
+        buyer += 1
+        email = f"Buyer{buyer}@Example.com"
+        name = f"Buyer{buyer} Person"
+        product = rng.choice(list(PRODUCTS))
+        currency = "BRL" if rng.random() < 0.8 else "USD"
+        price = PRODUCTS[product][1][currency]
+        first = start + timedelta(seconds=rng.randrange(days * 86400))
+        if PRODUCTS[product][2]:
+            subscriber = f"SUB-{buyer:07d}"
+            months = rng.randint(1, 6)
+            for month in range(months):
+                at = first + timedelta(days=30 * month)
+                if at >= start + timedelta(days=days) or seq >= n:
+                    break
+                transaction = f"HP{buyer:08d}{month:02d}"
+                seq += 1
+                yield _payment(
+                    "purchase_approved",
+                    seq=seq,
+                    at=at,
+                    transaction=transaction,
+                    product=product,
+                    currency=currency,
+                    price=price,
+                    email=email,
+                    name=name,
+                    recurrence=month + 1,
+                    subscriber=subscriber,
+                )
+                if rng.random() < 0.03 and seq < n:
+                    seq += 1
+                    yield _payment(
+                        "purchase_refunded",
+                        seq=seq,
+                        at=at + timedelta(days=2),
+                        transaction=transaction,
+                        product=product,
+                        currency=currency,
+                        price=price,
+                        email=email,
+                        name=name,
+                        recurrence=month + 1,
+                        subscriber=subscriber,
+                    )
+            if seq < n and rng.random() < 0.1:
+                seq += 1
+                yield _access(seq, first, subscriber, product, email)
+        else:
+            transaction = f"HP{buyer:08d}00"
+            seq += 1
+            yield _payment(
+                "purchase_approved",
+                seq=seq,
+                at=first,
+                transaction=transaction,
+                product=product,
+                currency=currency,
+                price=price,
+                email=email,
+                name=name,
+                recurrence=None,
+                subscriber=None,
+            )
+            roll = rng.random()
+            if roll < 0.08 and seq < n:
+                kind = "purchase_refunded" if roll < 0.06 else "purchase_chargeback"
+                seq += 1
+                yield _payment(
+                    kind,
+                    seq=seq,
+                    at=first + timedelta(days=rng.randint(0, 6), hours=3),
+                    transaction=transaction,
+                    product=product,
+                    currency=currency,
+                    price=price,
+                    email=email,
+                    name=name,
+                    recurrence=None,
+                    subscriber=None,
+                )
+            if seq < n and rng.random() < 0.1:
+                seq += 1
+                yield _enrollment(seq, first, transaction, product, email)
+
+
+def _access(seq: int, at: datetime, subscriber: str, product: str, email: str) -> Event:
+    effective = (at + timedelta(days=40)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Event(
+        type="coursebridge.subscription.access_suspended.v1",
+        source="coursebridge/subscription",
+        data={
+            "access_id": f"sub:{subscriber}:{product}",
+            "subscriber_code": subscriber,
+            "transaction": None,
+            "product_id": product,
+            "plan_id": "101",
+            "previous_plan_id": None,
+            "email": email,
+            "state": "suspended",
+            "reason": "payment overdue",
+            "effective_at": effective,
+            "paid_through": effective,
+        },
+        correlation_id=subscriber,
+        id=str(uuid.uuid5(_NAMESPACE, f"{seq}")),
+        time=at + timedelta(days=40),
+    )
+
+
+def _enrollment(seq: int, at: datetime, transaction: str, product: str, email: str) -> Event:
+    occurred = (at + timedelta(seconds=5)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Event(
+        type="coursebridge.enrollment.granted.v1",
+        source="coursebridge/enrollment",
+        data={
+            "entitlement_id": f"ent-{seq}",
+            "email": email,
+            "lms_user_id": "12",
+            "course_id": "7",
+            "product_id": product,
+            "transaction": transaction,
+            "access_id": f"tx:{transaction}",
+            "reason": None,
+            "occurred_at": occurred,
+        },
+        correlation_id=transaction,
+        id=str(uuid.uuid5(_NAMESPACE, f"{seq}")),
+        time=at + timedelta(seconds=5),
+    )
