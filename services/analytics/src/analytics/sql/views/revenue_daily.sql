@@ -7,8 +7,8 @@ SELECT
   SUM(IF(kind = 'purchase_approved', price, 0)) AS gross,
   SUM(IF(kind = 'purchase_refunded', price, 0)) AS refunds,
   SUM(IF(kind = 'purchase_chargeback', price, 0)) AS chargebacks,
-  SUM(IF(kind = 'purchase_approved', price, -price)) AS net,
-  SUM(IF(kind = 'purchase_approved', COALESCE(producer_net, 0), -COALESCE(producer_net, 0))) AS producer_net,
+  SUM(IF(kind = 'purchase_approved', price, 0 - price)) AS net,
+  SUM(IF(kind = 'purchase_approved', COALESCE(producer_net, 0), 0 - COALESCE(producer_net, 0))) AS producer_net,
   COUNTIF(kind = 'purchase_approved') AS purchases,
   COUNTIF(kind = 'purchase_refunded') AS refund_count,
   COUNTIF(kind = 'purchase_chargeback') AS chargeback_count
