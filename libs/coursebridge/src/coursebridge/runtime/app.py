@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 
 import structlog
-from flask import Blueprint, Flask, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, abort, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from coursebridge.runtime.logging import bind_correlation, clear_correlation
@@ -45,17 +45,19 @@ def create_app(
     *,
     blueprints: Iterable[Blueprint] = (),
     readiness: Mapping[str, ReadinessCheck] | None = None,
-    max_content_length: int | None = None,
+    max_content_length: int = 1024 * 1024,
     gcp_project: str | None = None,
 ) -> Flask:
     app = Flask(service)
-    app.config["MAX_CONTENT_LENGTH"] = max_content_length
+    app.config["MAX_CONTENT_LENGTH"] = max_content_length  # no CourseBridge API takes more (413 beyond)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     checks = dict(readiness or {})
 
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
+        if request.content_length is not None and request.content_length > max_content_length:
+            abort(413)  # before any view runs, whether or not it would read the body
         correlation = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
         g.correlation_id = correlation[:128]
         bind_correlation(g.correlation_id, _trace_from_headers(gcp_project))

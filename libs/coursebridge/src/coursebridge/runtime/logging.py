@@ -23,7 +23,8 @@ _SENSITIVE_KEY = re.compile(
     r"address|zip_?code|checkout_phone)",
     re.IGNORECASE,
 )
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9.\-]+\.[A-Za-z]{2,}")
+# Also URL-encoded (ana%40example.com), as it appears in request paths such as /students/<email>/...
+_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+(?:@|%40)[A-Za-z0-9.\-]+\.[A-Za-z]{2,}", re.IGNORECASE)
 _LONG_DIGITS = re.compile(r"(?<![\w-])\+?\d[\d .\-/()]{8,}\d(?![\w-])")
 _BEARER = re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
 _SEVERITY = {
@@ -86,7 +87,8 @@ def _cloud_logging_shape(_logger: Any, method: str, event_dict: dict[str, Any]) 
 
 def _redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     if str(event_dict.get("logger", "")).startswith("gunicorn."):
-        # The server's own lines carry addresses and pids, never request data: only secrets are masked.
+        # The server's own lines carry addresses and pids (which look like long numbers), but at DEBUG
+        # also request paths: mask secrets and e-mail addresses, leave the numbers.
         return {key: _mask_secrets(value) for key, value in event_dict.items()}
     return {
         key: (
@@ -102,6 +104,7 @@ def _mask_secrets(value: Any) -> Any:
     if isinstance(value, str):
         for secret in _secrets:
             value = value.replace(secret, REDACTED)
+        value = _EMAIL.sub(REDACTED, value)
     return value
 
 
