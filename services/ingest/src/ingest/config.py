@@ -20,9 +20,10 @@ class IngestSettings:
     relay_poll_interval: float = 0.2
 
     @classmethod
-    def from_env(cls) -> IngestSettings:
+    def from_env(cls, *, require_hottok: bool = True) -> IngestSettings:
+        """``require_hottok=False`` for the relay, which never sees a webhook and needs no secret."""
         hottoks = tuple(env_list("HOTMART_HOTTOK"))
-        if not hottoks:
+        if require_hottok and not hottoks:
             raise RuntimeError(
                 "HOTMART_HOTTOK is not set: the ingest service cannot tell Hotmart's webhooks apart"
             )

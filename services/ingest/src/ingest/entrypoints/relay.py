@@ -9,7 +9,7 @@ from ingest.config import IngestSettings
 
 
 def main() -> None:
-    settings = IngestSettings.from_env()
+    settings = IngestSettings.from_env(require_hottok=False)
     worker = build_relay_worker(settings, provision=os.environ.get("COURSEBRIDGE_PROVISION") == "1")
     worker.run_until_signalled()
 
