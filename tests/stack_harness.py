@@ -1,4 +1,4 @@
-"""The CourseBridge pipeline as real processes, for fault-injection tests, security scans and benchmarks.
+"""The CourseBridge pipeline as real processes, for end-to-end, fault-injection and security tests.
 
 ``Stack`` starts the TalentLMS fake, ingest (gunicorn API + outbox relay) and enrollment (gunicorn API +
 worker), optionally subscription (API + worker), on loopback ports of their own, on the embedded backend
