@@ -120,3 +120,22 @@ def test_health_readiness_metrics_and_openapi(client, post, approval, tokens):
     metrics = client.get("/metrics").get_data(as_text=True)
     assert 'coursebridge_ingest_webhooks_total{kind="purchase_approved",outcome="accepted"}' in metrics
     assert "openapi: 3.0.3" in client.get("/openapi.yaml").get_data(as_text=True)
+
+
+def test_a_normalised_event_that_breaks_its_contract_is_quarantined_not_lost(
+    client, store, post, approval, monkeypatch
+):
+    from ingest.domain import hotmart
+
+    real = hotmart.normalise
+
+    def broken(body):
+        event = real(body)
+        return type(event)(**{**event.__dict__, "data": {**event.data, "kind": "not-a-kind"}})
+
+    monkeypatch.setattr("ingest.service_layer.intake.normalise", broken)
+    response = post(approval())
+    assert response.status_code == 200
+    assert response.json["status"] == "quarantined"
+    assert "breaks its contract" in response.json["reason"]
+    assert len(store.query(QUARANTINE)) == 1 and store.query(WEBHOOKS) == []

@@ -14,7 +14,7 @@ from typing import Literal
 
 import structlog
 
-from coursebridge.events import Event, new_event
+from coursebridge.events import Event, InvalidEvent, new_event
 from coursebridge.events.envelope import format_time, utc_now
 from coursebridge.events.payments import register_payment_contracts
 from coursebridge.outbox import Outbox
@@ -65,11 +65,16 @@ def accept_webhook(store: DocumentStore, raw_body: bytes, *, now: datetime | Non
         return _quarantine(store, raw_body, f"body is not valid JSON: {error}", received_at)
     try:
         normalised = normalise(body)
+        event = payment_event(normalised)
     except NotNormalisable as error:
         return _quarantine(store, raw_body, str(error), received_at, body)
+    except InvalidEvent as error:  # a normaliser bug must not cost a webhook: keep it for a person
+        log.error("webhook.normalised_event_invalid", error=str(error)[:300])
+        return _quarantine(
+            store, raw_body, f"normalised event breaks its contract: {error}", received_at, body
+        )
     bind_correlation(normalised.ordering_key)  # the rest of this request's log lines follow the purchase
 
-    event = payment_event(normalised)
     doc_id = document_id(normalised.event_id)
     packed = pack_raw(raw_body)
     webhook = {
