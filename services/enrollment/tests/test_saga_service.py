@@ -27,6 +27,7 @@ from enrollment.domain.mapping import parse_mapping
 from enrollment.service_layer.catalogue import Catalogue
 from enrollment.service_layer.handlers import (
     payments_dispatcher,
+    reconcile_stale,
     redrive_parked,
     subscriptions_dispatcher,
 )
@@ -204,6 +205,21 @@ def test_transient_lms_error_raises_then_the_redelivery_finishes(h: Harness) -> 
     assert h.enrolled() == {"7", "9"}
     assert len(h.outbox(ENROLLMENT_GRANTED)) == 2
     assert h.lms.calls["sign_up"] == 1  # the user id learnt before the error was kept
+
+
+def test_a_pending_entitlement_whose_message_is_gone_is_reconciled(h: Harness) -> None:
+    h.map()
+    h.lms.fail_next("enroll", lambda: LmsTransientError("timeout"))
+    with pytest.raises(LmsTransientError):
+        h.payments(payment_event(), delivery())  # ...and the message never comes back
+    assert h.enrolled() == set()
+    statuses = {c["course_id"]: c["status"] for c in student_enrollments(h.store, EMAIL)}
+    assert statuses == {"7": "pending", "9": "pending"}
+    assert reconcile_stale(h.saga, stale_after=3600) == 0  # not stale yet: the bus may still redeliver
+    assert reconcile_stale(h.saga, stale_after=0) == 2
+    assert h.enrolled() == {"7", "9"}
+    assert len(h.outbox(ENROLLMENT_GRANTED)) == 2
+    assert reconcile_stale(h.saga, stale_after=0) == 0  # nothing left to do
 
 
 def test_transient_error_after_a_success_keeps_that_success(h: Harness) -> None:

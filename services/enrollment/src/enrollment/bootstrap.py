@@ -13,7 +13,13 @@ from coursebridge.runtime.worker import Worker
 from coursebridge.topology import TOPOLOGY
 from enrollment.config import EnrollmentSettings
 from enrollment.entrypoints.api import admin_blueprint
-from enrollment.service_layer.handlers import payments_dispatcher, redrive_loop, subscriptions_dispatcher
+from enrollment.service_layer.handlers import (
+    payments_dispatcher,
+    periodic,
+    reconcile_stale,
+    redrive_loop,
+    subscriptions_dispatcher,
+)
 from enrollment.service_layer.ports import LearningPlatform
 from enrollment.service_layer.saga import Saga
 
@@ -77,6 +83,9 @@ def build_worker(
         loops={
             "outbox-relay": lambda stop: relay.run(stop, poll_interval=settings.relay_poll_interval),
             "parked-redrive": redrive_loop(saga, settings.redrive_interval),
+            "reconcile": periodic(
+                "reconcile", settings.reconcile_interval, lambda: reconcile_stale(saga, settings.stale_after)
+            ),
         },
         readiness={"store": store.check, "bus": bus.check},
         max_in_flight=settings.max_in_flight,

@@ -22,6 +22,8 @@ class EnrollmentSettings:
     max_in_flight: int = 10
     relay_poll_interval: float = 0.2
     redrive_interval: float = 2.0
+    reconcile_interval: float = 30.0
+    stale_after: float = 120.0
 
     @classmethod
     def from_env(cls) -> EnrollmentSettings:
@@ -39,4 +41,6 @@ class EnrollmentSettings:
             max_in_flight=int(os.environ.get("ENROLLMENT_MAX_IN_FLIGHT", "10")),
             relay_poll_interval=float(os.environ.get("ENROLLMENT_RELAY_POLL_SECONDS", "0.2")),
             redrive_interval=float(os.environ.get("ENROLLMENT_REDRIVE_SECONDS", "2")),
+            reconcile_interval=float(os.environ.get("ENROLLMENT_RECONCILE_SECONDS", "30")),
+            stale_after=float(os.environ.get("ENROLLMENT_STALE_AFTER_SECONDS", "120")),
         )

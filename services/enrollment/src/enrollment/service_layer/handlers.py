@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from coursebridge.events import Event
 from coursebridge.events.access import ACCESS_EXPIRED, ACCESS_RESTORED, ACCESS_SUSPENDED, PLAN_CHANGED
+from coursebridge.events.envelope import format_time
 from coursebridge.events.payments import payment_event_type
-from coursebridge.ports import Delivery, PermanentFailure
+from coursebridge.ports import Delivery, Filter, PermanentFailure
 from coursebridge.runtime.consumer import EventDispatcher, TypedHandler
 from enrollment.domain.saga import GRANTING_KINDS, REVOKING_KINDS
 from enrollment.domain.signals import NotActionable, access_signal, payment_signal
-from enrollment.service_layer.saga import PARKED, PRODUCTS, Saga, mapping_from_doc
+from enrollment.service_layer.saga import ENTITLEMENTS, PARKED, PRODUCTS, Saga, mapping_from_doc
 
 log = structlog.get_logger(__name__)
 
@@ -92,12 +94,40 @@ def redrive_parked(saga: Saga, limit: int = 200) -> int:
     return applied
 
 
-def redrive_loop(saga: Saga, interval: float) -> Callable[[threading.Event], None]:
+def reconcile_stale(saga: Saga, stale_after: float, limit: int = 200) -> int:
+    """Re-drive entitlements whose LMS call has been outstanding longer than ``stale_after`` seconds.
+
+    Normally the bus redelivers until the LMS call succeeds. This is the safety net for a message that
+    was acknowledged, dead-lettered or lost without its LMS effect: the entitlement stays ``pending`` and
+    this loop applies it. LMS calls are idempotent through the recorded state, so a re-drive that races a
+    redelivery costs at most an "already enrolled" answer.
+    """
+    cutoff = format_time(datetime.now(UTC) - timedelta(seconds=stale_after))
+    stale = [
+        doc.data
+        for doc in saga.store.query(ENTITLEMENTS, [Filter("status", "==", "pending")], limit=limit)
+        if (doc.data.get("updated_at") or "") <= cutoff
+    ]
+    accesses = sorted({access for data in stale for access in (data.get("sources") or {})})
+    for access_id in accesses:
+        saga.redrive(access_id)
+    if accesses:
+        log.warning("saga.stale_entitlements_redriven", entitlements=len(stale), accesses=len(accesses))
+    return len(stale)
+
+
+def periodic(name: str, interval: float, work: Callable[[], object]) -> Callable[[threading.Event], None]:
+    """A worker loop running ``work`` every ``interval`` seconds; a failed round is logged, not fatal."""
+
     def loop(stop: threading.Event) -> None:
         while not stop.wait(interval):
             try:
-                redrive_parked(saga)
+                work()
             except Exception as error:  # transient LMS or store trouble: next round tries again
-                log.warning("saga.redrive_failed", error=f"{type(error).__name__}: {error}"[:300])
+                log.warning(f"saga.{name}_failed", error=f"{type(error).__name__}: {error}"[:300])
 
     return loop
+
+
+def redrive_loop(saga: Saga, interval: float) -> Callable[[threading.Event], None]:
+    return periodic("redrive", interval, lambda: redrive_parked(saga))
