@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import os
 import signal
@@ -23,13 +24,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import requests
+import waiting
 
 HOTTOK = "faults-hottok-5f1c2a"
 ADMIN_TOKEN = "faults-admin-token-9d3e7b"
@@ -63,19 +65,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll ``condition`` until truthy; connection errors count as "not yet". Raises after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = condition()
-            if value:
-                return value
-        except requests.RequestException as error:
-            last_error = error
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r})")
+# HTTP polls: a process that is still starting refuses connections, which only means "not yet".
+wait_for = functools.partial(waiting.wait_for, interval=0.2, tolerate=(requests.RequestException,))
 
 
 def sample(name: str) -> dict[str, Any]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from waiting import wait_for
+
 from analytics.adapters.duckdb_warehouse import DuckDBWarehouse
 from analytics.bootstrap import build_worker
 from analytics.config import AnalyticsSettings
@@ -13,15 +15,6 @@ from coursebridge.config import PlatformSettings
 from coursebridge.topology import TOPOLOGY
 
 KEY = b"flow-test-key"
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for the warehouse")
 
 
 def test_events_in_rows_out_with_redeliveries(bus_backend, tmp_path: Path):
@@ -42,7 +35,10 @@ def test_events_in_rows_out_with_redeliveries(bus_backend, tmp_path: Path):
         for event in events + events[:10]:  # the last ten are published twice, as a relay crash would
             topic = topics[event.type.split(".")[1]]
             publisher.publish(topic, event, ordering_key=event.correlation_id)
-        _wait_for(lambda: warehouse.path.exists() and warehouse.count("events") == len(events))
+        wait_for(
+            lambda: warehouse.path.exists() and warehouse.count("events") == len(events),
+            "the warehouse to hold every event",
+        )
         time.sleep(0.5)  # give any duplicate a chance to (wrongly) land
         assert warehouse.count("events") == len(events)
         payments = sum(1 for e in events if e.type.startswith("coursebridge.payment."))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
+from waiting import wait_for
 
 from coursebridge.events import Event, InvalidEvent, WireMessage, new_event
 from coursebridge.events.diagnostics import DIAGNOSTIC_PING
@@ -68,15 +69,6 @@ def ping(n: int, note: str | None = None, **envelope: object) -> Event:
     return new_event(PING, data, source="tests/contract", **envelope)  # type: ignore[arg-type]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 @dataclass(frozen=True)
 class Call:
     event: Event
@@ -113,10 +105,10 @@ class Recorder:
         return [c.event.data.get("n") for c in self.snapshot() if outcome is None or c.outcome == outcome]
 
     def wait_for(self, count: int, outcome: str | None = "ok", timeout: float = WAIT) -> list[Call]:
-        wait_until(
+        wait_for(
             lambda: len(self.numbers(outcome)) >= count,
-            timeout,
             f"{count} handler call(s) with outcome {outcome} (saw {self.numbers(None)})",
+            timeout,
         )
         return self.snapshot()
 
@@ -156,7 +148,7 @@ def held_messages(backend: BusBackend, bus: MessageBus, subscription: str, count
                     )
                 return len(found) >= count
 
-            wait_until(pulled, what=f"{count} message(s) on {subscription}")
+            wait_for(pulled, f"{count} message(s) on {subscription}", WAIT)
         finally:
             subscriber.close()
         return found
@@ -173,7 +165,7 @@ def held_messages(backend: BusBackend, bus: MessageBus, subscription: str, count
         found[:] = [WireMessage(bytes(data), json.loads(attributes)) for data, attributes in result]
         return len(found) >= count
 
-    wait_until(rows, what=f"{count} message(s) on {subscription}")
+    wait_for(rows, f"{count} message(s) on {subscription}", WAIT)
     return found
 
 
@@ -535,7 +527,7 @@ def test_pubsub_publish_fails_fast_while_the_emulator_is_down_and_recovers(
         bus.provision(topology())
         recorder = Recorder()
         bus.subscribe(ALPHA, recorder)
-        wait_until(lambda: _publishes(bus, ping(3), "k"), what="publishing after the restart")
+        wait_for(lambda: _publishes(bus, ping(3), "k"), "publishing after the restart", WAIT)
         assert recorder.wait_for(1)[0].event.data == {"n": 3}
         bus.check()
     finally:

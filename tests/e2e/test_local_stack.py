@@ -7,11 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
+from waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,15 +28,6 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.fixture
@@ -75,7 +66,10 @@ def local_stack(tmp_path: Path):
             return False
 
     try:
-        assert _wait(ready, 60), (tmp_path / "stack.log").read_text()[-3000:]
+        try:
+            wait_for(ready, "ingest to be ready", 60)
+        except AssertionError as error:
+            raise AssertionError((tmp_path / "stack.log").read_text()[-3000:]) from error
         yield {
             "ingest": ingest,
             "env": env,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from coursebridge.config import PlatformSettings
 from coursebridge.events import Event
@@ -36,15 +37,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.parametrize(("bus_backend", "store_backend"), PAIRED, indirect=True),
 ]
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 class Stack:
@@ -95,17 +87,17 @@ def stack(bus_backend, store_backend, tmp_path: Path) -> Iterator[Stack]:
 
 def test_approval_then_refund_through_the_worker(stack: Stack) -> None:
     Catalogue(stack.store).put(parse_mapping("4711", {"course_ids": ["7", "9"]}))
-    wait_until(lambda: len(stack.events(PRODUCT_MAPPED)) == 1, "the catalogue event")
+    wait_for(lambda: len(stack.events(PRODUCT_MAPPED)) == 1, "the catalogue event")
 
     approval = payment_event(transaction="HP1", second=0)
     stack.publish(approval)
     stack.publish(approval)  # a duplicate delivery changes nothing
-    wait_until(lambda: stack.lms.enrolled(EMAIL) == {"7", "9"}, "enrollment in 7 and 9")
-    wait_until(lambda: len(stack.events(ENROLLMENT_GRANTED)) == 2, "two granted events")
+    wait_for(lambda: stack.lms.enrolled(EMAIL) == {"7", "9"}, "enrollment in 7 and 9")
+    wait_for(lambda: len(stack.events(ENROLLMENT_GRANTED)) == 2, "two granted events")
 
     stack.publish(payment_event("PURCHASE_REFUNDED", transaction="HP1", second=60))
-    wait_until(lambda: stack.lms.enrolled(EMAIL) == set(), "removal from both courses")
-    wait_until(lambda: len(stack.events(ENROLLMENT_REVOKED)) == 2, "two revoked events")
+    wait_for(lambda: stack.lms.enrolled(EMAIL) == set(), "removal from both courses")
+    wait_for(lambda: len(stack.events(ENROLLMENT_REVOKED)) == 2, "two revoked events")
     assert {e.data["reason"] for e in stack.events(ENROLLMENT_REVOKED)} == {"purchase refunded"}
     assert stack.lms.calls["sign_up"] == 1
     assert stack.lms.calls["enroll"] == 2
@@ -115,10 +107,10 @@ def test_approval_then_refund_through_the_worker(stack: Stack) -> None:
 
 def test_parked_approval_is_applied_once_the_product_is_mapped(stack: Stack) -> None:
     stack.publish(payment_event(transaction="HP5", product="4712"))
-    wait_until(lambda: Catalogue(stack.store).parked() != [], "the approval to be parked")
+    wait_for(lambda: Catalogue(stack.store).parked() != [], "the approval to be parked")
     assert stack.lms.total_calls == 0
     Catalogue(stack.store).put(parse_mapping("4712", {"course_ids": ["11"]}))
-    wait_until(lambda: stack.lms.enrolled(EMAIL) == {"11"}, "the parked approval to be applied")
+    wait_for(lambda: stack.lms.enrolled(EMAIL) == {"11"}, "the parked approval to be applied")
 
 
 def test_replay_moves_dead_lettered_messages_back(stack: Stack) -> None:
@@ -130,4 +122,4 @@ def test_replay_moves_dead_lettered_messages_back(stack: Stack) -> None:
     assert stack.lms.enrolled(EMAIL) == set()
     result = replay(stack.bus, "enrollment.payments", idle_seconds=2.0, timeout=WAIT)
     assert result.event_ids == [dead.id]
-    wait_until(lambda: stack.lms.enrolled(EMAIL) == {"7"}, "the replayed approval to be applied")
+    wait_for(lambda: stack.lms.enrolled(EMAIL) == {"7"}, "the replayed approval to be applied")

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from coursebridge.adapters.firestore_store import FirestoreStore
 from coursebridge.adapters.pubsub_bus import PubSubBus
@@ -55,15 +56,6 @@ class _ProvisioningGate:
         if self.closed.is_set():
             raise BusUnavailable("re-provisioning after the restart")
         return self.bus.publish(topic, event, ordering_key)
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def test_webhooks_accepted_during_a_pubsub_outage_are_published_after_recovery(
@@ -121,8 +113,8 @@ def test_webhooks_accepted_during_a_pubsub_outage_are_published_after_recovery(
     runner = bus.subscribe("analytics.payments", collect)
     gate.closed.clear()  # topics and subscriptions exist again: let the relay's retries through
     try:
-        assert _wait(lambda: store.query(OUTBOX) == [], 60), "relay did not drain the outbox after recovery"
-        assert _wait(lambda: len(received) >= len(during), 30)
+        wait_for(lambda: store.query(OUTBOX) == [], "the relay to drain the outbox after recovery", 60)
+        wait_for(lambda: len(received) >= len(during), "every outage webhook to be delivered", 30)
     finally:
         stop.set()
         thread.join(10)

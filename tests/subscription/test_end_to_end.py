@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from waiting import wait_for
 
 from coursebridge.adapters.sqlite_bus import SqliteBus
 from coursebridge.adapters.sqlite_store import SqliteStore
@@ -28,15 +29,6 @@ from enrollment.domain.mapping import ProductMapping  # noqa: E402
 from enrollment.service_layer.catalogue import Catalogue  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ts(d: float) -> str:

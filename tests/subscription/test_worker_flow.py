@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from waiting import wait_for
 
 from coursebridge.config import PlatformSettings
 from coursebridge.events.access import ACCESS_EXPIRED, ACCESS_RESTORED, ACCESS_SUSPENDED
@@ -22,16 +23,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.timeout(120)
 WAIT = 30.0
-
-
-def wait_for(predicate, timeout: float = WAIT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ts(d: float) -> str:
