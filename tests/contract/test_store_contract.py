@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from coursebridge.ports import DocumentExists, DocumentStore, Filter, Transaction
+from coursebridge.ports import Cursor, DocumentExists, DocumentStore, Filter, Transaction
 
 if TYPE_CHECKING:
     from conftest import StoreBackend
@@ -302,3 +302,47 @@ def test_transaction_delete_and_missing_reads(store: DocumentStore) -> None:
 
 def test_check_passes(store: DocumentStore) -> None:
     store.check()
+
+
+# --- paging with a cursor ---------------------------------------------------------------------------------
+
+
+def test_pages_continue_after_the_cursor_in_order(store: DocumentStore) -> None:
+    seed(store)
+
+    first = store.query(KIND, order_by="n", limit=4)
+    rest = store.query(KIND, order_by="n", limit=4, start_after=Cursor.after(first[-1], "n"))
+
+    assert ids(first) + ids(rest) == [f"doc-{n}" for n in range(1, 7)]
+
+
+def test_pages_without_order_follow_the_document_id(store: DocumentStore) -> None:
+    seed(store)
+
+    first = store.query(KIND, [Filter("parity", "==", "odd")], limit=2)
+    rest = store.query(
+        KIND, [Filter("parity", "==", "odd")], limit=2, start_after=Cursor.after(first[-1], None)
+    )
+
+    assert ids(first) + ids(rest) == ["doc-1", "doc-3", "doc-5"]
+
+
+def test_descending_pages_break_ties_by_id(store: DocumentStore) -> None:
+    for n in range(6):
+        store.set(KIND, f"tie-{n}", {"rank": n // 3})
+
+    first = store.query(KIND, order_by="rank", descending=True, limit=2)
+    rest = store.query(
+        KIND, order_by="rank", descending=True, limit=10, start_after=Cursor.after(first[-1], "rank")
+    )
+
+    assert ids(first) + ids(rest) == ["tie-5", "tie-4", "tie-3", "tie-2", "tie-1", "tie-0"]
+
+
+def test_scan_reads_every_page_to_the_end(store: DocumentStore) -> None:
+    for n in range(23):
+        store.set(KIND, f"item-{n:02d}", {"n": n, "stale": True})
+
+    seen = [doc.id for doc in store.scan(KIND, [Filter("stale", "==", True)], order_by="n", page_size=5)]
+
+    assert seen == [f"item-{n:02d}" for n in range(23)]

@@ -8,7 +8,7 @@ abstractions only; ``coursebridge.backends`` picks the family from configuration
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -105,6 +105,29 @@ class Document:
     data: JSONDocument
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where the previous page of a query ended: its last document's id and ``order_by`` value.
+
+    A page query continues strictly after it in the query's order (``order_by`` value, then id), so a scan
+    visits every document once even while others are added or removed behind it.
+    """
+
+    doc_id: str
+    value: Any = None
+
+    @classmethod
+    def after(cls, document: Document, order_by: str | None) -> Cursor:
+        return cls(document.id, _field(document.data, order_by) if order_by else None)
+
+
+def _field(data: JSONDocument, path: str) -> Any:
+    value: Any = data
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 class DocumentExists(Exception):
     """``create`` inside a transaction found the document already there."""
 
@@ -166,7 +189,26 @@ class DocumentStore(abc.ABC):
         order_by: str | None = None,
         descending: bool = False,
         limit: int | None = None,
-    ) -> list[Document]: ...
+        start_after: Cursor | None = None,
+    ) -> list[Document]:
+        """Matching documents ordered by ``order_by`` (then id), or by id when none is given."""
+
+    def scan(
+        self,
+        kind: str,
+        filters: Sequence[Filter] = (),
+        *,
+        order_by: str | None = None,
+        page_size: int = 200,
+    ) -> Iterator[Document]:
+        """Every matching document, page by page to the end: no background loop stops at a first page."""
+        cursor: Cursor | None = None
+        while True:
+            page = self.query(kind, filters, order_by=order_by, limit=page_size, start_after=cursor)
+            yield from page
+            if len(page) < page_size:
+                return
+            cursor = Cursor.after(page[-1], order_by)
 
     @abc.abstractmethod
     def transaction(self, work: Callable[[Transaction], T]) -> T:

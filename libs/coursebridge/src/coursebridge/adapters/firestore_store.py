@@ -27,6 +27,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from coursebridge.events.envelope import format_time
 from coursebridge.ports import (
+    Cursor,
     Document,
     DocumentExists,
     DocumentStore,
@@ -174,6 +175,7 @@ class FirestoreStore(DocumentStore):
         order_by: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        start_after: Cursor | None = None,
     ) -> list[Document]:
         query: Any = self._items(kind)
         for condition in filters:
@@ -185,9 +187,20 @@ class FirestoreStore(DocumentStore):
                 if len(value) > _IN_LIMIT:
                     raise ValueError(f"an 'in' filter takes at most {_IN_LIMIT} values on Firestore")
             query = query.where(filter=FieldFilter(condition.field, condition.op, value))
+        direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
+        ranged = any(condition.op not in ("==", "in") for condition in filters)
         if order_by:
-            direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
             query = query.order_by(order_by, direction=direction)
+        elif ranged and start_after is not None:
+            raise ValueError("to page a query with a range filter, order it by the filtered field")
+        if order_by or not ranged:
+            # Firestore orders by the range field first on its own; an explicit id order would clash.
+            query = query.order_by(FieldPath.document_id(), direction=direction)
+        if start_after is not None:
+            position: dict[str, Any] = {FieldPath.document_id(): self._ref(kind, start_after.doc_id)}
+            if order_by:
+                position[order_by] = start_after.value
+            query = query.start_after(position)
         if limit is not None:
             query = query.limit(int(limit))
         with self._guard("query"):

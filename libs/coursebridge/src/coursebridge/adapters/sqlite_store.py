@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from coursebridge.adapters.sqlite_base import SqliteDatabase
 from coursebridge.ports import (
+    Cursor,
     Document,
     DocumentExists,
     DocumentStore,
@@ -133,6 +134,7 @@ class SqliteStore(DocumentStore):
         order_by: str | None = None,
         descending: bool = False,
         limit: int | None = None,
+        start_after: Cursor | None = None,
     ) -> list[Document]:
         sql = ["SELECT id, data FROM documents WHERE owner=? AND kind=?"]
         params: list[Any] = [self.owner, kind]
@@ -150,12 +152,24 @@ class SqliteStore(DocumentStore):
             else:
                 sql.append(f"AND json_extract(data, ?) {_OPERATORS[condition.op]} ?")
                 params += [path, condition.value]
+        direction = "DESC" if descending else "ASC"
         if order_by:
-            sql.append(
-                "AND json_extract(data, ?) IS NOT NULL "
-                f"ORDER BY json_extract(data, ?) {'DESC' if descending else 'ASC'}, id"
-            )
-            params += [_json_path(order_by), _json_path(order_by)]
+            path = _json_path(order_by)
+            sql.append("AND json_extract(data, ?) IS NOT NULL")
+            params.append(path)
+            if start_after is not None:
+                beyond = "<" if descending else ">"
+                sql.append(
+                    f"AND (json_extract(data, ?) {beyond} ? OR (json_extract(data, ?) = ? AND id {beyond} ?))"
+                )
+                params += [path, start_after.value, path, start_after.value, start_after.doc_id]
+            sql.append(f"ORDER BY json_extract(data, ?) {direction}, id {direction}")
+            params.append(path)
+        else:
+            if start_after is not None:
+                sql.append("AND id < ?" if descending else "AND id > ?")
+                params.append(start_after.doc_id)
+            sql.append(f"ORDER BY id {direction}")
         if limit is not None:
             sql.append("LIMIT ?")
             params.append(int(limit))
