@@ -346,3 +346,13 @@ def test_scan_reads_every_page_to_the_end(store: DocumentStore) -> None:
     seen = [doc.id for doc in store.scan(KIND, [Filter("stale", "==", True)], order_by="n", page_size=5)]
 
     assert seen == [f"item-{n:02d}" for n in range(23)]
+
+
+def test_count_matches_without_reading(store: DocumentStore) -> None:
+    seed(store)
+
+    assert store.count(KIND) == 6
+    assert store.count(KIND, [Filter("parity", "==", "odd")]) == 3
+    assert store.count(KIND, [Filter("n", ">", 4)]) == 2
+    assert store.count(KIND, [Filter("n", "in", [])]) == 0
+    assert store.count("nothing-here") == 0

@@ -193,6 +193,10 @@ class DocumentStore(abc.ABC):
     ) -> list[Document]:
         """Matching documents ordered by ``order_by`` (then id), or by id when none is given."""
 
+    @abc.abstractmethod
+    def count(self, kind: str, filters: Sequence[Filter] = ()) -> int:
+        """How many documents match, without reading them (an aggregation query on Firestore)."""
+
     def scan(
         self,
         kind: str,

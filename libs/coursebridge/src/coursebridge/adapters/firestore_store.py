@@ -167,6 +167,27 @@ class FirestoreStore(DocumentStore):
 
     # --- queries -----------------------------------------------------------------------------------------
 
+    def _filtered(self, kind: str, filters: Sequence[Filter]) -> Any | None:
+        query: Any = self._items(kind)
+        for condition in filters:
+            value = condition.value
+            if condition.op == "in":
+                value = list(value)
+                if not value:
+                    return None
+                if len(value) > _IN_LIMIT:
+                    raise ValueError(f"an 'in' filter takes at most {_IN_LIMIT} values on Firestore")
+            query = query.where(filter=FieldFilter(condition.field, condition.op, value))
+        return query
+
+    def count(self, kind: str, filters: Sequence[Filter] = ()) -> int:
+        query = self._filtered(kind, filters)
+        if query is None:
+            return 0
+        with self._guard("count"):
+            results = query.count(alias="n").get(retry=self._retry, timeout=self._timeout)
+        return int(results[0][0].value)
+
     def query(
         self,
         kind: str,
@@ -177,16 +198,9 @@ class FirestoreStore(DocumentStore):
         limit: int | None = None,
         start_after: Cursor | None = None,
     ) -> list[Document]:
-        query: Any = self._items(kind)
-        for condition in filters:
-            value = condition.value
-            if condition.op == "in":
-                value = list(value)
-                if not value:
-                    return []
-                if len(value) > _IN_LIMIT:
-                    raise ValueError(f"an 'in' filter takes at most {_IN_LIMIT} values on Firestore")
-            query = query.where(filter=FieldFilter(condition.field, condition.op, value))
+        query = self._filtered(kind, filters)
+        if query is None:
+            return []
         direction = firestore.Query.DESCENDING if descending else firestore.Query.ASCENDING
         ranged = any(condition.op not in ("==", "in") for condition in filters)
         if order_by:

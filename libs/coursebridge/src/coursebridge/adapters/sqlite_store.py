@@ -126,6 +126,32 @@ class SqliteStore(DocumentStore):
     def delete(self, kind: str, doc_id: str) -> None:
         self.transaction(lambda tx: tx.delete(kind, doc_id))
 
+    def _where(self, kind: str, filters: Sequence[Filter]) -> tuple[list[str] | None, list[Any]]:
+        sql = ["SELECT id, data FROM documents WHERE owner=? AND kind=?"]
+        params: list[Any] = [self.owner, kind]
+        for condition in filters:
+            path = _json_path(condition.field)
+            if condition.op == "in":
+                values = list(condition.value)
+                if not values:
+                    return None, []
+                sql.append(f"AND json_extract(data, ?) IN ({', '.join('?' * len(values))})")
+                params += [path, *values]
+            elif condition.value is None and condition.op in ("==", "!="):
+                sql.append("AND json_extract(data, ?) IS " + ("NULL" if condition.op == "==" else "NOT NULL"))
+                params.append(path)
+            else:
+                sql.append(f"AND json_extract(data, ?) {_OPERATORS[condition.op]} ?")
+                params += [path, condition.value]
+        return sql, params
+
+    def count(self, kind: str, filters: Sequence[Filter] = ()) -> int:
+        sql, params = self._where(kind, filters)
+        if sql is None:
+            return 0
+        sql[0] = "SELECT COUNT(*) FROM documents WHERE owner=? AND kind=?"
+        return int(self._read(" ".join(sql), params)[0][0])
+
     def query(
         self,
         kind: str,
@@ -136,22 +162,9 @@ class SqliteStore(DocumentStore):
         limit: int | None = None,
         start_after: Cursor | None = None,
     ) -> list[Document]:
-        sql = ["SELECT id, data FROM documents WHERE owner=? AND kind=?"]
-        params: list[Any] = [self.owner, kind]
-        for condition in filters:
-            path = _json_path(condition.field)
-            if condition.op == "in":
-                values = list(condition.value)
-                if not values:
-                    return []
-                sql.append(f"AND json_extract(data, ?) IN ({', '.join('?' * len(values))})")
-                params += [path, *values]
-            elif condition.value is None and condition.op in ("==", "!="):
-                sql.append("AND json_extract(data, ?) IS " + ("NULL" if condition.op == "==" else "NOT NULL"))
-                params.append(path)
-            else:
-                sql.append(f"AND json_extract(data, ?) {_OPERATORS[condition.op]} ?")
-                params += [path, condition.value]
+        sql, params = self._where(kind, filters)
+        if sql is None:
+            return []
         direction = "DESC" if descending else "ASC"
         if order_by:
             path = _json_path(order_by)

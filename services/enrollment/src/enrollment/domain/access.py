@@ -1,4 +1,4 @@
-"""The enrollment saga's state machine: pure functions, no I/O.
+"""Access sources: what pays for access, merged from events in any order. Pure functions, no I/O.
 
 An **access source** is one thing that pays for access: a subscription of one product
 (``sub:<subscriber code>:<product id>``) or a one-off purchase (``tx:<transaction>``). Its state is derived
@@ -13,23 +13,17 @@ from the *event times* of the signals it received, never from their arrival orde
 Every field only moves by ``max`` (latest time wins) or is set once (revocation), so applying a set of
 signals in any order, any number of times, gives the same source: the merge is commutative and idempotent.
 
-An **entitlement** is one student x one course. It keeps a view of every source that covers the course;
-the course is *desired* iff some source is active. The service layer compares the desired state with the
-*recorded* LMS state and only calls the LMS when they differ, which makes every step safe to repeat.
+Desired courses are *computed* from the active sources and the current product mapping
+(``enrollment.domain.desired``); nothing about courses is accumulated here.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 SignalKind = Literal["grant", "revoke", "deactivate", "reactivate", "plan_change"]
 SourceState = Literal["active", "inactive", "revoked", "pending"]
-LmsState = Literal["enrolled", "not_enrolled"]
-Action = Literal["enroll", "unenroll"]
-
-ENROLLED: LmsState = "enrolled"
-NOT_ENROLLED: LmsState = "not_enrolled"
 
 # Hotmart purchase kinds the saga acts on. Every other kind is ignored here; in particular
 # ``purchase_protest`` (a dispute or refund *request*) keeps access until the refund itself arrives.
@@ -174,77 +168,3 @@ def apply_all(access_id: str, signals: list[Signal]) -> AccessSource:
     for signal in signals:
         source = source.apply(signal)
     return source
-
-
-@dataclass
-class Entitlement:
-    """One student x one course: the sources covering it and what the LMS was last told."""
-
-    id: str
-    email: str
-    course_id: str
-    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
-    lms_state: LmsState = NOT_ENROLLED
-    lms_changed_at: str | None = None
-    enrolled_at: str | None = None
-    revoked_at: str | None = None
-    failed_reason: str | None = None
-    failed_at: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-
-    @property
-    def desired(self) -> LmsState:
-        return ENROLLED if any(s["state"] == "active" for s in self.sources.values()) else NOT_ENROLLED
-
-    def next_action(self) -> Action | None:
-        desired = self.desired
-        if desired == ENROLLED and self.lms_state != ENROLLED:
-            return "enroll"
-        if desired == NOT_ENROLLED and self.lms_state == ENROLLED:
-            return "unenroll"
-        return None
-
-    def granting_source(self, prefer: str | None = None) -> str | None:
-        active = sorted(access for access, view in self.sources.items() if view["state"] == "active")
-        if prefer in active:
-            return prefer
-        return active[0] if active else None
-
-    def revocation_reason(self, prefer: str | None = None) -> str:
-        if prefer in self.sources and self.sources[prefer].get("reason"):
-            return self.sources[prefer]["reason"]
-        reasons = sorted(v["reason"] for v in self.sources.values() if v.get("reason"))
-        return reasons[0] if reasons else "no active purchase or subscription covers the course"
-
-    def record(self, action: Action, at: str) -> None:
-        """The LMS confirmed ``action`` (including "already enrolled" / "not enrolled" answers)."""
-        if action == "enroll":
-            self.lms_state = ENROLLED
-            self.enrolled_at = at
-        else:
-            self.lms_state = NOT_ENROLLED
-            self.revoked_at = at
-        self.lms_changed_at = at
-        self.failed_reason = None
-        self.failed_at = None
-
-    @property
-    def status(self) -> str:
-        """For people: enrolled, revoked, not_enrolled, pending (LMS call outstanding) or failed."""
-        if self.next_action() is not None:
-            return "failed" if self.failed_reason else "pending"
-        if self.lms_state == ENROLLED:
-            return "enrolled"
-        return "revoked" if self.enrolled_at else "not_enrolled"
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "desired": self.desired, "status": self.status}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Entitlement:
-        return cls(**{key: data.get(key) for key in cls.__dataclass_fields__ if key in data})
-
-    @classmethod
-    def new(cls, entitlement_id: str, email: str, course_id: str, now: str) -> Entitlement:
-        return cls(id=entitlement_id, email=email, course_id=course_id, created_at=now, updated_at=now)
