@@ -136,12 +136,19 @@ def _state(doc: dict | None) -> LeaseState:
     return LeaseState(doc.get("holder"), int(doc.get("term") or 0), float(doc.get("expires_at") or 0.0))
 
 
-def singleton(lease: Lease, work_round: Callable[[], float | None], *, idle: float = 1.0) -> Loop:
+def singleton(
+    lease: Lease,
+    work_round: Callable[[], float | None],
+    *,
+    idle: float = 1.0,
+    wake: threading.Event | None = None,
+) -> Loop:
     """A worker loop that runs ``work_round`` only while holding ``lease``.
 
     ``work_round`` does a bounded amount of work and returns how long to wait before the next round
     (``None``: ``idle``). The lease is renewed before every round; rounds must be shorter than a third of
-    its ttl. A standby replica re-tries every ``min(idle, ttl / 3)`` seconds.
+    its ttl. A standby replica re-tries every ``min(idle, ttl / 3)`` seconds. Setting ``wake`` (e.g. when
+    new work was queued in this process) ends a wait early, so quiet-time latency is not the poll interval.
     """
     standby = min(idle, lease.ttl / 3)
 
@@ -166,8 +173,19 @@ def singleton(lease: Lease, work_round: Callable[[], float | None], *, idle: flo
                         error=f"{type(error).__name__}: {error}"[:300],
                     )
                     wait = idle
-                stop.wait(min(idle if wait is None else wait, lease.ttl / 3))
+                _pause(stop, wake, min(idle if wait is None else wait, lease.ttl / 3))
         finally:
             lease.release()
 
     return loop
+
+
+def _pause(stop: threading.Event, wake: threading.Event | None, seconds: float) -> None:
+    if wake is None:
+        stop.wait(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0 or wake.wait(min(left, 0.05)):
+            return

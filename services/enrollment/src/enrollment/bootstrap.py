@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask
 
 from coursebridge.backends import open_bus, open_store
-from coursebridge.outbox import OutboxRelay
+from coursebridge.lease import Lease, singleton
+from coursebridge.outbox import Outbox, OutboxRelay
 from coursebridge.ports import DocumentStore, MessageBus
 from coursebridge.runtime.app import create_app
 from coursebridge.runtime.logging import configure_logging, register_secret
@@ -13,44 +16,86 @@ from coursebridge.runtime.worker import Worker
 from coursebridge.topology import TOPOLOGY
 from enrollment.config import EnrollmentSettings
 from enrollment.entrypoints.api import admin_blueprint
-from enrollment.service_layer.handlers import (
-    payments_dispatcher,
-    periodic,
-    reconcile_stale,
-    redrive_loop,
-    subscriptions_dispatcher,
-)
+from enrollment.service_layer.audit import DriftAudit
+from enrollment.service_layer.batch import BatchEnroller
+from enrollment.service_layer.courses import CourseListCache
+from enrollment.service_layer.dispatcher import Dispatcher, DispatcherSettings
+from enrollment.service_layer.fanout import Fanout
+from enrollment.service_layer.handlers import payments_dispatcher, subscriptions_dispatcher
+from enrollment.service_layer.intake import Intake
 from enrollment.service_layer.ports import LearningPlatform
-from enrollment.service_layer.saga import Saga
+from enrollment.service_layer.reconcile import Announcer, Reconciler
 
 SERVICE = "enrollment"
+RELAY_BATCH = 100
 PAYMENTS_SUBSCRIPTION = TOPOLOGY.subscription("enrollment.payments").name
 SUBSCRIPTIONS_SUBSCRIPTION = TOPOLOGY.subscription("enrollment.subscriptions").name
 
 
-def build_api(settings: EnrollmentSettings | None = None, *, store: DocumentStore | None = None) -> Flask:
+class TalentLmsNotConfigured(RuntimeError):
+    """The worker needs both TALENTLMS_BASE_URL and TALENTLMS_API_KEY."""
+
+
+def build_lms(settings: EnrollmentSettings) -> LearningPlatform:
+    missing = [
+        name
+        for name, value in (
+            ("TALENTLMS_BASE_URL", settings.talentlms_base_url),
+            ("TALENTLMS_API_KEY", settings.talentlms_api_key),
+        )
+        if not value
+    ]
+    if missing:
+        raise TalentLmsNotConfigured(
+            f"the enrollment worker needs {' and '.join(missing)} (e.g. TALENTLMS_BASE_URL="
+            "https://acme.talentlms.com/api/v1 and the portal's API key)"
+        )
+    from enrollment.adapters.talentlms_facade import build_talentlms
+
+    return build_talentlms(settings)
+
+
+def build_api(
+    settings: EnrollmentSettings | None = None,
+    *,
+    store: DocumentStore | None = None,
+    lms: LearningPlatform | None = None,
+) -> Flask:
+    """The admin and student API. It never calls TalentLMS to act; with credentials it fetches the
+    one-click course links of the student view (on demand, never stored)."""
     settings = settings or EnrollmentSettings.from_env()
     configure_logging(SERVICE, settings.platform.log_level)
     register_secret(settings.admin_token, settings.talentlms_api_key)
     store = store or open_store(settings.platform, SERVICE)
+    if lms is None and settings.talentlms_base_url and settings.talentlms_api_key:
+        lms = build_lms(settings)
     return create_app(
         SERVICE,
-        blueprints=[admin_blueprint(store, settings.admin_token)],
+        blueprints=[admin_blueprint(store, settings.admin_token, lms=lms)],
         readiness={"store": store.check},
         max_content_length=256 * 1024,
         gcp_project=settings.platform.gcp_project if settings.platform.backend == "gcp" else None,
     )
 
 
-def build_lms(settings: EnrollmentSettings) -> LearningPlatform:
-    if not settings.talentlms_base_url or not settings.talentlms_api_key:
-        raise RuntimeError("TALENTLMS_BASE_URL and TALENTLMS_API_KEY must be set for the enrollment worker")
-    from enrollment.adapters.rate_limit import RateLimiter
-    from enrollment.adapters.talentlms import TalentLmsClient
-
-    limiter = RateLimiter(settings.rate_limit_calls, settings.rate_limit_period)
-    return TalentLmsClient(
-        settings.talentlms_base_url, settings.talentlms_api_key, limiter=limiter, timeout=settings.lms_timeout
+def build_dispatcher(store: DocumentStore, lms: LearningPlatform, settings: EnrollmentSettings) -> Dispatcher:
+    outbox = Outbox(store)
+    return Dispatcher(
+        store,
+        lms,
+        Reconciler(store, lms, outbox=outbox),
+        settings=DispatcherSettings(
+            calls_per_window=settings.rate_limit_calls,
+            window_seconds=settings.rate_limit_period,
+            quota_window_seconds=settings.quota_window,
+            batch_threshold=settings.batch_threshold,
+        ),
+        batcher=BatchEnroller(store, lms, Announcer(outbox)) if settings.batch_threshold > 0 else None,
+        fanout=Fanout(store),
+        courses=CourseListCache(store, lms, interval=settings.course_list_interval),
+        audit=DriftAudit(
+            store, lms, interval=settings.audit_interval, quota_share=settings.audit_quota_share
+        ),
     )
 
 
@@ -62,8 +107,8 @@ def build_worker(
     lms: LearningPlatform | None = None,
     provision: bool = False,
 ) -> Worker:
-    """Subscribers of ``enrollment.payments`` and ``enrollment.subscriptions``, the outbox relay and the
-    parked re-drive loop."""
+    """Subscribers of ``enrollment.payments`` and ``enrollment.subscriptions`` (they only decide and queue),
+    and two singleton loops, each under its own lease: the dispatcher and the outbox relay."""
     settings = settings or EnrollmentSettings.from_env()
     configure_logging(SERVICE + "-worker", settings.platform.log_level)
     register_secret(settings.admin_token, settings.talentlms_api_key)
@@ -71,20 +116,40 @@ def build_worker(
     bus = bus or open_bus(settings.platform)
     if provision:
         bus.provision(TOPOLOGY)
-    saga = Saga(store, lms or build_lms(settings))
+    lms = lms or build_lms(settings)
+    dispatcher = build_dispatcher(store, lms, settings)
+    wake = threading.Event()
+    intake = Intake(store, on_queued=wake.set)
     relay = OutboxRelay(store, bus, service=SERVICE)
+
+    def dispatch_round() -> float:
+        wake.clear()
+        return dispatcher.run_round()
+
+    backoff = [settings.relay_poll_interval]
+
+    def relay_round() -> float:
+        round_ = relay.relay_once()
+        if round_.errors:  # the bus is down or an entry is refused: back off, the entries wait
+            backoff[0] = min(30.0, backoff[0] * 2)
+            return backoff[0]
+        backoff[0] = settings.relay_poll_interval
+        return 0.0 if round_.published >= RELAY_BATCH else settings.relay_poll_interval
+
+    ttl = settings.lease_seconds
     return Worker(
         service=SERVICE,
         bus=bus,
         subscriptions={
-            PAYMENTS_SUBSCRIPTION: payments_dispatcher(saga),
-            SUBSCRIPTIONS_SUBSCRIPTION: subscriptions_dispatcher(saga),
+            PAYMENTS_SUBSCRIPTION: payments_dispatcher(intake),
+            SUBSCRIPTIONS_SUBSCRIPTION: subscriptions_dispatcher(intake),
         },
         loops={
-            "outbox-relay": lambda stop: relay.run(stop, poll_interval=settings.relay_poll_interval),
-            "parked-redrive": redrive_loop(saga, settings.redrive_interval),
-            "reconcile": periodic(
-                "reconcile", settings.reconcile_interval, lambda: reconcile_stale(saga, settings.stale_after)
+            "lms-dispatcher": singleton(
+                Lease(store, "lms-dispatcher", ttl=ttl), dispatch_round, idle=0.5, wake=wake
+            ),
+            "outbox-relay": singleton(
+                Lease(store, "outbox-relay", ttl=ttl), relay_round, idle=settings.relay_poll_interval
             ),
         },
         readiness={"store": store.check, "bus": bus.check},

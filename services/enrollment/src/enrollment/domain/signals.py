@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from coursebridge.events.access import ACCESS_EXPIRED, ACCESS_RESTORED, ACCESS_SUSPENDED, PLAN_CHANGED
+from enrollment.domain.access import GRANTING_KINDS, REVOKING_KINDS, Signal, SignalKind
 from enrollment.domain.ids import access_id_for, normalise_email
-from enrollment.domain.saga import GRANTING_KINDS, REVOKING_KINDS, Signal, SignalKind
 
 ACCESS_SIGNALS: dict[str, SignalKind] = {
     ACCESS_SUSPENDED: "deactivate",

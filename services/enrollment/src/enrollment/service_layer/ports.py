@@ -66,19 +66,23 @@ class LmsPermanentError(LmsError):
 
 
 class LmsUserMissing(LmsPermanentError):
-    """"The requested user does not exist": deleted in TalentLMS (or an id from another portal)."""
+    """ "The requested user does not exist": deleted in TalentLMS (or an id from another portal)."""
 
 
 class LmsCourseMissing(LmsPermanentError):
-    """"The requested course does not exist"."""
+    """ "The requested course does not exist"."""
 
 
 @dataclass(frozen=True)
 class LmsUser:
+    """``courses``: the user's course ids when the answer carried them (a sign-up that created the user:
+    none; v1 ``users/email:`` lists them), ``None`` when unknown and a read-back is needed."""
+
     id: str
     email: str
     login: str
     active: bool = True
+    courses: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,7 @@ class TaskStatus:
 
 
 class LearningPlatform(Protocol):
-    # --- users ---------------------------------------------------------------------------------------
+    # --- users ---------------------------------------------------------------------------------------------
     def find_user_by_email(self, email: str) -> LmsUser | None: ...
 
     def sign_up(self, new_user: NewUser) -> LmsUser:
@@ -135,14 +139,14 @@ class LearningPlatform(Protocol):
     def user_courses(self, user_id: str) -> set[str]:
         """Course ids the user is enrolled in now (read back). ``LmsUserMissing`` if the user is gone."""
 
-    # --- enrollments -----------------------------------------------------------------------------------
+    # --- enrollments ---------------------------------------------------------------------------------------
     def enroll(self, user_id: str, course_id: str) -> bool:
         """Enroll as learner. True when this call enrolled, False when already enrolled (both success)."""
 
     def unenroll(self, user_id: str, course_id: str) -> bool:
         """Remove from the course. True when removed now, False when was not enrolled (both success)."""
 
-    # --- courses -----------------------------------------------------------------------------------------
+    # --- courses -------------------------------------------------------------------------------------------
     def list_courses(self) -> list[LmsCourse]: ...
 
     def course_users(self, course_id: str) -> set[str]:
@@ -160,7 +164,7 @@ class LearningPlatform(Protocol):
     def users_updated_since(self, since_epoch: float) -> list[LmsUser]:
         """Every user created or updated since then, all pages (finds ids of batch-created users)."""
 
-    # --- budget and links ------------------------------------------------------------------------------
+    # --- budget and links ----------------------------------------------------------------------------------
     def quota(self) -> Quota:
         """The hourly quota as TalentLMS reports it now (``GET ratelimit``: not counted against it)."""
 
