@@ -36,7 +36,7 @@ def statuses(h: Harness, email: str = EMAIL) -> dict[str, str]:
     return {c["course_id"]: c["status"] for c in student_view(h.store, email)["enrollments"]}
 
 
-# --- the quiet path ------------------------------------------------------------------------------------------
+# --- the quiet path ----------------------------------------------------------------------------------------
 
 
 def test_approval_enrolls_a_new_student_in_every_mapped_course(h: Harness) -> None:
@@ -135,7 +135,7 @@ def test_approval_without_a_buyer_email_is_dead_lettered(h: Harness) -> None:
         h.payments(event, delivery())
 
 
-# --- desired state is computed -------------------------------------------------------------------------------
+# --- desired state is computed -----------------------------------------------------------------------------
 
 
 def test_unmapped_approval_is_parked_then_granted_once_mapped(h: Harness) -> None:
@@ -208,7 +208,7 @@ def test_a_plan_switch_down_removes_the_premium_courses(h: Harness) -> None:
     assert h.enrolled() == {"7"}
 
 
-# --- in doubt ------------------------------------------------------------------------------------------------
+# --- in doubt ----------------------------------------------------------------------------------------------
 
 
 def test_an_enrollment_that_timed_out_after_acting_is_removed_by_a_later_refund(h: Harness) -> None:
@@ -271,7 +271,7 @@ def test_an_in_doubt_sign_up_finds_the_user_it_created(h: Harness) -> None:
     assert len(h.lms.users) == 1
 
 
-# --- errors by meaning ---------------------------------------------------------------------------------------
+# --- errors by meaning -------------------------------------------------------------------------------------
 
 
 def test_a_rejected_key_pauses_without_failing_anything_and_resumes_by_itself(h: Harness) -> None:
@@ -357,7 +357,7 @@ def test_a_refusal_is_recorded_and_a_resync_retries_it(h: Harness) -> None:
     assert statuses(h)["7"] == "enrolled"
 
 
-# --- ordering and batches ------------------------------------------------------------------------------------
+# --- ordering and batches ----------------------------------------------------------------------------------
 
 
 def test_revocations_are_served_before_a_grant_backlog(h: Harness) -> None:

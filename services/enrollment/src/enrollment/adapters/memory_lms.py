@@ -114,7 +114,7 @@ class InMemoryLearningPlatform:
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
-    # --- plumbing ---------------------------------------------------------------------------------------------
+    # --- plumbing ------------------------------------------------------------------------------------------
 
     def _call(self, method: str, *, counted: bool = True) -> str | None:
         """Count the call, apply the quota and faults; returns AFTER when the fault strikes after acting."""
@@ -160,7 +160,7 @@ class InMemoryLearningPlatform:
         self._updated[user.id] = self.clock()
         return user
 
-    # --- users --------------------------------------------------------------------------------------------------
+    # --- users ---------------------------------------------------------------------------------------------
 
     def find_user_by_email(self, email: str) -> LmsUser | None:
         with self._lock:
@@ -187,7 +187,7 @@ class InMemoryLearningPlatform:
             self._finish(strike)
             return courses
 
-    # --- enrollments ---------------------------------------------------------------------------------------------
+    # --- enrollments ---------------------------------------------------------------------------------------
 
     def enroll(self, user_id: str, course_id: str) -> bool:
         with self._lock:
@@ -211,7 +211,7 @@ class InMemoryLearningPlatform:
             self._finish(strike)
             return removed
 
-    # --- courses -------------------------------------------------------------------------------------------------
+    # --- courses -------------------------------------------------------------------------------------------
 
     def list_courses(self) -> list[LmsCourse]:
         with self._lock:
@@ -227,7 +227,7 @@ class InMemoryLearningPlatform:
             self._finish(strike)
             return users
 
-    # --- batch ---------------------------------------------------------------------------------------------------
+    # --- batch ---------------------------------------------------------------------------------------------
 
     def batch_upsert_users(self, users: Sequence[NewUser]) -> str:
         if len(users) > 100:
@@ -309,7 +309,7 @@ class InMemoryLearningPlatform:
                 if at >= since_epoch and uid in self.users
             ]
 
-    # --- budget and links ----------------------------------------------------------------------------------------
+    # --- budget and links ----------------------------------------------------------------------------------
 
     def quota(self) -> Quota:
         with self._lock:
