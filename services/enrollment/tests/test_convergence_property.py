@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from coursebridge.events.access import ACCESS_RESTORED, ACCESS_SUSPENDED, PLAN_CHANGED
 from enrollment.domain.mapping import parse_mapping
-from enrollment.service_layer.ports import LmsInDoubt, LmsRateLimited
+from enrollment.service_layer.ports import LmsRateLimited
 
 sys.path.insert(0, str(Path(__file__).parent))
 from controller_support import Harness
