@@ -206,3 +206,22 @@ def test_quota_headers_teach_the_shared_budget(fake_lms_factory: Callable[..., A
 )
 def test_parse_task_defensively(body: Any, expected: TaskStatus) -> None:
     assert parse_task(body) == expected
+
+
+def test_no_email_or_api_key_in_v2_errors_or_logs(fake_lms: Any) -> None:
+    from structlog.testing import capture_logs
+
+    client = fake_lms.v2_client(timeout=0.2)
+    email = "ana.souza+promo@example.com"
+    fake_lms.set_failure("500", count=1)
+    with capture_logs() as logs, pytest.raises(LmsInDoubt) as failure:
+        client.find_user_by_email(email)
+    fake_lms.set_failure("slow", seconds=0.6, count=1)
+    with capture_logs() as more_logs, pytest.raises(LmsInDoubt) as timeout:
+        client.find_user_by_email(email)
+    for exc in (failure.value, timeout.value):
+        text = f"{exc!s} {exc!r} {exc.__cause__!r} {exc.__context__!r}"
+        assert "@" not in text and "%40" not in text and "ana.souza" not in text
+        assert fake_lms.api_key not in text
+    logged = repr(logs + more_logs)
+    assert logs and "ana.souza" not in logged and fake_lms.api_key not in logged
