@@ -45,7 +45,7 @@ from typing import Any
 
 from enrollment.adapters.rate_limit import RateLimiter
 from enrollment.adapters.talentlms import TalentLmsClient
-from enrollment.service_layer.ports import LmsPermanentError, LmsTransientError
+from enrollment.service_layer.ports import LmsPermanentError, LmsTransientError, NewUser
 from talentlms_fake import STATE_EXTENSION, FakeServer, FakeState, create_app
 
 API_KEY = "benchmark-fake-talentlms-key"
@@ -95,7 +95,7 @@ def calls_per_enrollment(students: int) -> list[Scenario]:
         def sign_up(email: str) -> str:
             login = email.split("@", 1)[0]
             return client.sign_up(
-                email=email, first_name="Bench", last_name="Mark", login=login, password=PASSWORD
+                NewUser(email=email, first_name="Bench", last_name="Mark", login=login, password=PASSWORD)
             ).id
 
         def measure(name: str, target: float | None, courses: int, run: Any) -> None:
@@ -202,11 +202,13 @@ def drain(
                     if user_id is None:
                         email = f"burst{i}@example.com"
                         user_id = client.sign_up(
-                            email=email,
-                            first_name="Burst",
-                            last_name="Buyer",
-                            login=f"burst{i}",
-                            password=PASSWORD,
+                            NewUser(
+                                email=email,
+                                first_name="Burst",
+                                last_name="Buyer",
+                                login=f"burst{i}",
+                                password=PASSWORD,
+                            )
                         ).id
                     enrolled = client.enroll(user_id, "12")
                 except LmsTransientError as exc:

@@ -12,15 +12,19 @@ from typing import Any
 import pytest
 import requests
 
+from enrollment.adapters.budget import CallBudget
 from enrollment.adapters.rate_limit import RateLimiter
 from enrollment.adapters.talentlms import TalentLmsClient
+from enrollment.adapters.talentlms_platform import TalentLmsConfig, TalentLmsPlatform, build_talentlms
+from enrollment.adapters.talentlms_v2 import TalentLmsV2Client
 from talentlms_fake import STATE_EXTENSION, FakeServer, FakeState, create_app
 
 # --- TalentLMS fake, served for real (owned by the TalentLMS adapter) ------------------------------------
 #
 # ``fake_lms``: the fake TalentLMS (demo courses 7, 9, 11, 12; 200 calls / 5 s) on a free 127.0.0.1 port in
 # a background thread. ``fake_lms_factory(**create_app_kwargs)`` starts one with other settings (e.g.
-# ``rate_limit=3, rate_window_seconds=60``, ``courses=[...]``, ``api_key=...``). Both stop at teardown.
+# ``rate_limit=3, rate_window_seconds=60``, ``hourly_quota=5``, ``courses=[...]``, ``api_key=...``). Both
+# stop at teardown. ``fake.client()`` / ``fake.v2_client()`` / ``fake.platform()`` are clients of it.
 
 FAKE_LMS_API_KEY = "test-fake-talentlms-key"
 
@@ -31,11 +35,15 @@ class FakeLms:
 
     server: FakeServer
     api_key: str
-    _clients: list[TalentLmsClient] = field(default_factory=list)
+    _clients: list[Any] = field(default_factory=list)
 
     @property
     def base_url(self) -> str:
         return self.server.base_url
+
+    @property
+    def v2_base_url(self) -> str:
+        return f"{self.server.url}/api/v2"
 
     @property
     def url(self) -> str:
@@ -50,9 +58,12 @@ class FakeLms:
     def state(self) -> FakeState:
         return self.server.app.extensions[STATE_EXTENSION]
 
-    def set_failure(self, mode: str, seconds: float | None = None, count: int | None = None) -> None:
-        """``"none" | "429" | "500" | "slow"``; ``count`` calls affected (None: until changed)."""
-        self.state.set_failure(mode, seconds, count)
+    def set_failure(
+        self, mode: str, seconds: float | None = None, count: int | None = None, endpoint: str | None = None
+    ) -> None:
+        """``"none" | "429" | "500" | "acted_500" | "slow"``; ``count`` calls affected (None: until
+        changed); ``endpoint`` (a snapshot ``calls`` key) limits it to those calls."""
+        self.state.set_failure(mode, seconds, count, endpoint)
 
     def snapshot(self) -> dict[str, Any]:
         """``GET /_fake/state`` over HTTP (users, courses, enrollments, calls by action, ...)."""
@@ -81,6 +92,23 @@ class FakeLms:
         client = TalentLmsClient(self.base_url, api_key or self.api_key, **kwargs)
         self._clients.append(client)
         return client
+
+    def v2_client(self, *, budget: CallBudget | None = None, **kwargs: Any) -> TalentLmsV2Client:
+        """A ``TalentLmsV2Client`` of this fake; its own unlimited budget unless one is given."""
+        kwargs.setdefault("timeout", 5.0)
+        client = TalentLmsV2Client(
+            self.v2_base_url, self.api_key, budget=budget or CallBudget(hourly_quota=None), **kwargs
+        )
+        self._clients.append(client)
+        return client
+
+    def platform(self, **config: Any) -> TalentLmsPlatform:
+        """The facade over this fake (``TalentLmsConfig`` fields as keyword arguments)."""
+        config.setdefault("timeout", 5.0)
+        config.setdefault("rate_limit_max_wait_seconds", 2.0)
+        platform = build_talentlms(TalentLmsConfig(base_url=self.base_url, api_key=self.api_key, **config))
+        self._clients.append(platform)
+        return platform
 
     def close_clients(self) -> None:
         for client in self._clients:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from enrollment.adapters.rate_limit import DEFAULT_CALLS, DEFAULT_WINDOW_SECONDS, RateLimiter
-from enrollment.service_layer.ports import LmsTransientError
+from enrollment.service_layer.ports import LmsRateLimited
 
 
 class FakeClock:
@@ -152,7 +152,7 @@ def test_all_slots_in_flight_gives_up_when_max_wait_is_below_one_window() -> Non
     clock = FakeClock()
     limiter = limiter_with(clock, calls=1, window=5.0, max_wait=2.0)
     limiter.reserve()
-    with pytest.raises(LmsTransientError, match="in flight"):
+    with pytest.raises(LmsRateLimited, match="in flight"):
         limiter.reserve()
     limiter.release()
 
@@ -173,13 +173,14 @@ def test_gives_up_without_sleeping_when_the_wait_exceeds_max_wait() -> None:
     limiter.acquire()
     limiter.acquire()
     assert limiter.available() == 0
-    with pytest.raises(LmsTransientError, match="budget"):
+    with pytest.raises(LmsRateLimited, match="budget") as limited:
         limiter.acquire()
+    assert limited.value.retry_after == pytest.approx(10.0)  # when the oldest slot frees
     assert clock.sleeps == []
     clock.now += 8.0
     assert limiter.acquire() == pytest.approx(2.0)  # 2 s left: within the 3 s max wait
     assert limiter.acquire(max_wait=0.0) == 0.0  # a free slot needs no wait at all
-    with pytest.raises(LmsTransientError):
+    with pytest.raises(LmsRateLimited):
         limiter.acquire(max_wait=0.0)
 
 
@@ -199,8 +200,9 @@ def test_back_off_longer_than_max_wait_makes_acquire_transient() -> None:
     clock = FakeClock()
     limiter = limiter_with(clock, calls=100, window=1.0, max_wait=2.0)
     limiter.back_off(60.0)
-    with pytest.raises(LmsTransientError):
+    with pytest.raises(LmsRateLimited) as limited:
         limiter.acquire()
+    assert limited.value.retry_after == pytest.approx(60.0)
     assert clock.sleeps == []
 
 

@@ -1,4 +1,4 @@
-"""``TalentLmsClient`` against the fake TalentLMS served on a loopback port (``fake_lms``)."""
+"""``TalentLmsClient`` (API v1) against the fake TalentLMS served on a loopback port (``fake_lms``)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,34 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
+from enrollment.adapters.budget import CallBudget, retry_delay
 from enrollment.adapters.rate_limit import RateLimiter
-from enrollment.adapters.talentlms import (
-    RateLimitStatus,
-    TalentLmsClient,
-    TalentLmsError,
-    _retry_delay,
-)
+from enrollment.adapters.talentlms import TalentLmsClient, TalentLmsError
 from enrollment.service_layer.ports import (
-    LearningPlatform,
+    LmsAuthRejected,
     LmsCourse,
+    LmsCourseMissing,
+    LmsInDoubt,
     LmsPermanentError,
-    LmsTransientError,
+    LmsRateLimited,
+    LmsUnavailable,
     LmsUser,
+    LmsUserMissing,
+    NewUser,
+    Quota,
 )
 
 EMAIL = "ana.souza+promo@example.com"
 
 
 def sign_up(client: TalentLmsClient, email: str = EMAIL, login: str = "ana.souza") -> LmsUser:
-    return client.sign_up(email=email, first_name="Ana", last_name="Souza", login=login, password="S3cret!x")
+    return client.sign_up(
+        NewUser(email=email, first_name="Ana", last_name="Souza", login=login, password="S3cret!x")
+    )
 
 
 def calls(call: str, outcome: str) -> float:
@@ -40,9 +45,8 @@ def calls(call: str, outcome: str) -> float:
     )
 
 
-def test_is_a_learning_platform(lms_client: TalentLmsClient) -> None:
-    platform: LearningPlatform = lms_client
-    assert platform.list_courses() == [
+def test_list_courses(lms_client: TalentLmsClient) -> None:
+    assert lms_client.list_courses() == [
         LmsCourse("7", "Academy: Foundations"),
         LmsCourse("9", "Academy: Advanced Techniques"),
         LmsCourse("11", "Academy: Masterclass (premium plan)"),
@@ -107,99 +111,199 @@ def test_set_user_active(lms_client: TalentLmsClient) -> None:
         lms_client.set_user_active("999", False)
 
 
-def test_unknown_course_or_user_is_permanent_with_talentlms_message(lms_client: TalentLmsClient) -> None:
+def test_unknown_course_or_user_is_missing_with_talentlms_message(lms_client: TalentLmsClient) -> None:
     user = sign_up(lms_client)
-    before = calls("enroll", "permanent")
-    with pytest.raises(TalentLmsError) as refused:
+    before = calls("enroll", "course_missing")
+    with pytest.raises(LmsCourseMissing) as refused:
         lms_client.enroll(user.id, "404")
+    assert isinstance(refused.value, TalentLmsError)
     assert refused.value.reason == "The requested course does not exist"
     assert refused.value.call == "enroll" and refused.value.status == 404
-    assert calls("enroll", "permanent") == before + 1
-    with pytest.raises(LmsPermanentError, match=r"^The requested user does not exist$"):
+    assert calls("enroll", "course_missing") == before + 1
+    with pytest.raises(LmsUserMissing, match=r"^The requested user does not exist$"):
         lms_client.enroll("999", "7")
-    with pytest.raises(LmsPermanentError, match=r"^The requested course does not exist$"):
+    with pytest.raises(LmsCourseMissing, match=r"^The requested course does not exist$"):
         lms_client.unenroll(user.id, "404")
 
 
-def test_wrong_api_key_is_permanent_and_never_repeated(fake_lms: Any) -> None:
+def test_read_back_user_courses_and_course_users(lms_client: TalentLmsClient, fake_lms: Any) -> None:
+    ana, bia = sign_up(lms_client), sign_up(lms_client, email="bia@example.com", login="bia")
+    lms_client.enroll(ana.id, "7")
+    lms_client.enroll(ana.id, "9")
+    lms_client.enroll(bia.id, "9")
+    assert lms_client.user_courses(ana.id) == {"7", "9"}
+    assert lms_client.user_courses(bia.id) == {"9"}
+    assert lms_client.course_users("9") == {ana.id, bia.id}
+    assert lms_client.course_users("11") == set()
+    requests.delete(f"{fake_lms.url}/_fake/users/{bia.id}", timeout=5).raise_for_status()
+    with pytest.raises(LmsUserMissing):
+        lms_client.user_courses(bia.id)
+    assert lms_client.course_users("9") == {ana.id}
+    requests.delete(f"{fake_lms.url}/_fake/courses/9", timeout=5).raise_for_status()
+    with pytest.raises(LmsCourseMissing):
+        lms_client.course_users("9")
+    with pytest.raises(LmsCourseMissing):
+        lms_client.enroll(ana.id, "9")
+
+
+def test_course_link(lms_client: TalentLmsClient, fake_lms: Any) -> None:
+    user = sign_up(lms_client)
+    lms_client.enroll(user.id, "12")
+    link = lms_client.course_link(user.id, "12")
+    assert link.startswith(fake_lms.url) and "course_id:12" in link
+    with pytest.raises(TalentLmsError, match="not enrolled"):
+        lms_client.course_link(user.id, "7")
+    with pytest.raises(LmsUserMissing):
+        lms_client.course_link("999", "12")
+
+
+def test_wrong_api_key_is_auth_rejected_never_permanent(fake_lms: Any) -> None:
     client = fake_lms.client(api_key="wrong-talentlms-key-123")
-    with pytest.raises(LmsPermanentError) as refused:
+    with pytest.raises(LmsAuthRejected) as refused:
         client.enroll("1", "7")
-    assert refused.value.reason.startswith("TalentLMS rejected the API key (HTTP 401")
+    assert not isinstance(refused.value, LmsPermanentError)
+    assert refused.value.status == 401 and refused.value.reason == "TalentLMS rejected the API key (HTTP 401)"
     assert "wrong-talentlms-key-123" not in str(refused.value)
     assert fake_lms.state.snapshot()["rejected"] == {"unauthorized": 1}
 
 
-def test_429_storm_is_transient_and_backs_off_the_limiter(fake_lms: Any) -> None:
+def test_a_key_rejected_for_a_while_then_accepted(lms_client: TalentLmsClient, fake_lms: Any) -> None:
+    fake_lms.state.reject_auth_for(0.3)
+    with pytest.raises(LmsAuthRejected):
+        lms_client.list_courses()
+    time.sleep(0.35)
+    assert len(lms_client.list_courses()) == 4
+
+
+def test_429_storm_is_rate_limited_and_nothing_more_is_sent(fake_lms: Any) -> None:
     limiter = RateLimiter(1000, 1.0, max_wait=0.0)
     client = fake_lms.client(limiter=limiter)
     user_id = fake_lms.add_user("ana@example.com")
     fake_lms.set_failure("429", seconds=7)
     before = calls("enroll", "rate_limited")
-    with pytest.raises(LmsTransientError, match="rate limit"):
+    with pytest.raises(LmsRateLimited, match="rate limit") as limited:
         client.enroll(user_id, "7")
+    assert not isinstance(limited.value, LmsPermanentError)
+    assert limited.value.retry_after == 7
     assert calls("enroll", "rate_limited") == before + 1
     assert 6 < limiter.paused_for() <= 7  # Retry-After honoured, for every caller of this limiter
-    with pytest.raises(LmsTransientError, match="budget"):  # paused: not even sent
+    with pytest.raises(LmsRateLimited) as again:  # not even sent
         client.enroll(user_id, "7")
+    assert 6 < again.value.retry_after <= 7
     assert fake_lms.state.snapshot()["calls"] == {"addusertocourse": 1}
     assert fake_lms.enrollments() == set()
 
 
-def test_real_rate_limit_429_uses_retry_after(fake_lms_factory: Callable[..., Any]) -> None:
+def test_headers_that_say_the_window_is_spent_stop_the_next_call(
+    fake_lms_factory: Callable[..., Any],
+) -> None:
+    # A 30-s window cannot be TalentLMS's 5-s one: its X-RateLimit-* are read as the quota, so the third
+    # call is refused without being sent (no 429 at all).
+    fake = fake_lms_factory(rate_limit=2, rate_window_seconds=30)
+    client = fake.client(limiter=RateLimiter(1000, 1.0, max_wait=0.0))
+    client.list_courses()
+    client.list_courses()
+    with pytest.raises(LmsRateLimited) as limited:
+        client.list_courses()
+    assert 20 < limited.value.retry_after <= 31
+    assert client.quota().remaining == 0  # ratelimit is not counted: it skips the budget
+    snapshot = fake.state.snapshot()
+    assert snapshot["calls"] == {"courses": 2, "ratelimit": 1} and snapshot["responses_429"] == 0
+
+
+def test_a_real_429_uses_retry_after(fake_lms_factory: Callable[..., Any]) -> None:
     fake = fake_lms_factory(rate_limit=2, rate_window_seconds=30)
     limiter = RateLimiter(1000, 1.0, max_wait=0.0)
     client = fake.client(limiter=limiter)
-    client.list_courses()
-    client.list_courses()
-    with pytest.raises(LmsTransientError):
+    for _ in range(2):  # spent behind the client's back: it has not seen the headers
+        requests.get(f"{fake.base_url}/courses", auth=(fake.api_key, ""), timeout=5)
+    with pytest.raises(LmsRateLimited) as limited:
         client.list_courses()
-    assert 20 < limiter.paused_for() <= 31
-    assert client.rate_limit_status().remaining == 0  # ratelimit is not counted: it skips the limiter
+    assert 20 < limited.value.retry_after <= 31 and 20 < limiter.paused_for() <= 31
+    with pytest.raises(LmsRateLimited):
+        client.list_courses()
+    assert fake.state.snapshot()["responses_429"] == 1  # one 429 at most
 
 
-def test_without_a_limiter_429_is_still_transient(fake_lms: Any) -> None:
+def test_without_a_limiter_429_is_still_rate_limited(fake_lms: Any) -> None:
     fake_lms.set_failure("429", count=1)
     client = fake_lms.client()
-    with pytest.raises(LmsTransientError):
+    with pytest.raises(LmsRateLimited):
         client.list_courses()
     assert len(client.list_courses()) == 4
 
 
-def test_server_error_is_transient(lms_client: TalentLmsClient, fake_lms: Any) -> None:
+def test_server_error_is_in_doubt(lms_client: TalentLmsClient, fake_lms: Any) -> None:
     fake_lms.set_failure("500", count=1)
-    with pytest.raises(LmsTransientError, match="HTTP 500"):
+    with pytest.raises(LmsInDoubt, match="HTTP 500"):
         lms_client.find_user_by_email(EMAIL)
     assert lms_client.find_user_by_email(EMAIL) is None
 
 
-def test_timeout_is_transient_and_the_retry_is_safe(fake_lms: Any) -> None:
+def test_500_after_acting_is_in_doubt_and_reading_back_tells(
+    lms_client: TalentLmsClient, fake_lms: Any
+) -> None:
+    user_id = fake_lms.add_user("ana@example.com")
+    fake_lms.set_failure("acted_500", count=1, endpoint="addusertocourse")
+    with pytest.raises(LmsInDoubt):
+        lms_client.enroll(user_id, "7")
+    assert lms_client.user_courses(user_id) == {"7"}  # it did happen
+    assert lms_client.enroll(user_id, "7") is False
+
+
+def test_timeout_is_in_doubt_and_the_retry_is_safe(fake_lms: Any) -> None:
     client = fake_lms.client(timeout=0.3)
     user_id = fake_lms.add_user("ana@example.com")
     fake_lms.set_failure("slow", seconds=1.0, count=1)
-    with pytest.raises(LmsTransientError, match="did not answer"):
+    with pytest.raises(LmsInDoubt, match="did not answer"):
         client.enroll(user_id, "7")
     # TalentLMS did enrol before answering late; the redelivered message meets "already enrolled".
     assert client.enroll(user_id, "7") is False
     assert fake_lms.enrollments() == {(user_id, "7")}
 
 
-def test_connection_refused_is_transient() -> None:
+def test_connection_refused_is_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     client = TalentLmsClient(f"http://127.0.0.1:{port}/api/v1", "key-abcdef", timeout=1.0)
-    with pytest.raises(LmsTransientError, match="could not reach"):
-        client.find_user_by_email(EMAIL)
+    with pytest.raises(LmsUnavailable, match="could not reach"):
+        client.enroll("1", "7")
+
+
+def test_connection_reset_after_sending_is_in_doubt() -> None:
+    """A server that reads the whole request, then drops the connection without answering."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    received: list[bytes] = []
+
+    def accept_and_drop() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.settimeout(2)
+            received.append(conn.recv(65536))
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    thread = threading.Thread(target=accept_and_drop, daemon=True)
+    thread.start()
+    client = TalentLmsClient(f"http://127.0.0.1:{server.getsockname()[1]}/api/v1", "key-abcdef", timeout=2.0)
+    try:
+        with pytest.raises(LmsInDoubt):
+            client.enroll("1", "7")
+    finally:
+        thread.join(timeout=5)
+        server.close()
+    assert received and received[0].startswith(b"POST /api/v1/addusertocourse")
 
 
 def test_no_email_or_api_key_in_errors_or_logs(fake_lms: Any) -> None:
     client = fake_lms.client(timeout=0.2)
     fake_lms.set_failure("500", count=1)
-    with capture_logs() as logs, pytest.raises(LmsTransientError) as failure:
+    with capture_logs() as logs, pytest.raises(LmsInDoubt) as failure:
         client.find_user_by_email(EMAIL)
     fake_lms.set_failure("slow", seconds=0.6, count=1)
-    with capture_logs() as more_logs, pytest.raises(LmsTransientError) as timeout:
+    with capture_logs() as more_logs, pytest.raises(LmsInDoubt) as timeout:
         client.find_user_by_email(EMAIL)
     for exc in (failure.value, timeout.value):
         text = f"{exc!s} {exc!r} {exc.__cause__!r} {exc.__context__!r}"
@@ -238,14 +342,28 @@ def test_client_limiter_keeps_under_the_portal_limit(fake_lms_factory: Callable[
     assert 0.95 < elapsed < 10  # 30 calls at 10 / 0.5 s: at least two more windows after the first
 
 
-def test_rate_limit_status(lms_client: TalentLmsClient) -> None:
+def test_quota_of_a_portal_without_an_hourly_quota(lms_client: TalentLmsClient) -> None:
     lms_client.list_courses()
-    status = lms_client.rate_limit_status()
-    assert isinstance(status, RateLimitStatus)
-    assert (status.limit, status.remaining) == (200, 199)
-    assert status.reset > time.time() and status.formatted_reset
+    quota = lms_client.quota()
+    assert isinstance(quota, Quota)
+    assert (quota.limit, quota.remaining) == (200, 199)  # the fake then reports the 5-s window
+    assert time.time() < quota.reset_at <= time.time() + 6
     assert REGISTRY.get_sample_value("coursebridge_lms_rate_limit_remaining") == 199
-    assert lms_client.rate_limit_status().remaining == 199
+    assert lms_client.quota().remaining == 199  # not counted
+    assert lms_client.budget.remaining is None  # a 5-s report is not mistaken for the hourly quota
+
+
+def test_quota_is_learned_by_the_budget(fake_lms_factory: Callable[..., Any]) -> None:
+    fake = fake_lms_factory(hourly_quota=50, quota_window_seconds=120)
+    budget = CallBudget(RateLimiter(1000, 1.0, max_wait=0.0), hourly_quota=2000)
+    client = fake.client(budget=budget)
+    client.list_courses()
+    client.list_courses()
+    quota = client.quota()
+    assert (quota.limit, quota.remaining) == (50, 48)
+    assert (budget.limit, budget.remaining) == (50, 48)
+    assert budget.reset_at == quota.reset_at and time.time() + 100 < quota.reset_at <= time.time() + 121
+    assert REGISTRY.get_sample_value("coursebridge_lms_quota_remaining") == 48
 
 
 def test_metrics_count_outcomes_and_latency(lms_client: TalentLmsClient) -> None:
@@ -269,6 +387,7 @@ def test_from_env() -> None:
     )
     assert client.base_url == "https://acme.talentlms.com/api/v1"
     assert client.limiter is not None and (client.limiter.calls, client.limiter.window_seconds) == (95, 5.0)
+    assert client.budget.limit == 2000  # TALENTLMS_HOURLY_QUOTA's default
     assert client.timeout == 4.0
     assert (
         client._url("users", {"email": "a+b@c.com"})
@@ -294,4 +413,4 @@ def test_from_env() -> None:
 def test_retry_delay(headers: dict[str, str], low: float, high: float) -> None:
     if headers.get("X-RateLimit-Reset") == "NOW+10":
         headers = {"X-RateLimit-Reset": str(int(time.time()) + 10)}
-    assert low <= _retry_delay(headers) <= high
+    assert low <= retry_delay(headers) <= high

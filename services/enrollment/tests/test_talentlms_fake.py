@@ -363,6 +363,7 @@ def test_failure_modes(api: Api, fake_lms: Any) -> None:
         "mode": "500",
         "seconds": 1.0,
         "count": 2,
+        "endpoint": None,
     }
     assert [api.get("courses").status_code for _ in range(3)] == [500, 500, 200]
     assert error_of(api.get("courses", auth=None)) == "You need a valid user and password"

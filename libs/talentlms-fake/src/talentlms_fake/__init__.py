@@ -1,4 +1,4 @@
-"""A faithful local stand-in for the TalentLMS v1 REST API (see its README)."""
+"""A faithful local stand-in for the TalentLMS REST API, v1 and v2 (see its README)."""
 
 from talentlms_fake.app import API_PREFIX, STATE_EXTENSION, create_app
 from talentlms_fake.server import FakeServer

@@ -2,12 +2,17 @@
 
 Environment: TALENTLMS_FAKE_PORT; the API key from TALENTLMS_FAKE_API_KEY, else TALENTLMS_API_KEY, else
 ``local-fake-talentlms-key``; TALENTLMS_FAKE_RATE_LIMIT (200) calls per TALENTLMS_FAKE_RATE_WINDOW_SECONDS
-(5); TALENTLMS_FAKE_HOURLY_QUOTA (unset = none); TALENTLMS_FAKE_LOG=1 prints one line per call (action and
-status only). Seeds DEMO_COURSES, which match the sample Hotmart products 4711 and 4712.
+(5); TALENTLMS_FAKE_HOURLY_QUOTA (unset = none) per TALENTLMS_FAKE_QUOTA_WINDOW_SECONDS (3600);
+TALENTLMS_FAKE_TASK_DELAY_SECONDS (0.2); TALENTLMS_FAKE_LOG=1 prints one line per call (endpoint and
+status only). Flags override the environment: ``--port``, ``--quota 2000 --quota-window 60`` (a compressed
+hour for benchmarks), ``--rate-limit``, ``--rate-window``, ``--task-delay``, ``--api-version`` (repeat to
+accept only those ``X-API-Version`` values), ``--log``. Seeds DEMO_COURSES, which match the sample Hotmart
+products 4711 and 4712.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -20,25 +25,60 @@ from talentlms_fake.state import DEMO_MAPPINGS
 DEFAULT_API_KEY = "local-fake-talentlms-key"
 
 
-def main() -> int:
-    port = int(os.environ.get("TALENTLMS_FAKE_PORT", "8090"))
+def _options(argv: list[str] | None) -> argparse.Namespace:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="python -m talentlms_fake", description="A local TalentLMS portal.")
+    parser.add_argument("--port", type=int, default=int(env.get("TALENTLMS_FAKE_PORT") or 8090))
+    parser.add_argument(
+        "--quota",
+        type=int,
+        default=int(env["TALENTLMS_FAKE_HOURLY_QUOTA"]) if env.get("TALENTLMS_FAKE_HOURLY_QUOTA") else None,
+        help="calls per quota window, shared by v1 and v2 (default: none)",
+    )
+    parser.add_argument(
+        "--quota-window",
+        type=float,
+        default=float(env.get("TALENTLMS_FAKE_QUOTA_WINDOW_SECONDS") or 3600),
+        help="seconds of the 'hourly' quota window (shorten it to compress an hour)",
+    )
+    parser.add_argument("--rate-limit", type=int, default=int(env.get("TALENTLMS_FAKE_RATE_LIMIT") or 200))
+    parser.add_argument(
+        "--rate-window", type=float, default=float(env.get("TALENTLMS_FAKE_RATE_WINDOW_SECONDS") or 5)
+    )
+    parser.add_argument(
+        "--task-delay", type=float, default=float(env.get("TALENTLMS_FAKE_TASK_DELAY_SECONDS") or 0.2)
+    )
+    parser.add_argument("--api-version", action="append", default=None, help="accepted X-API-Version")
+    parser.add_argument(
+        "--log",
+        action="store_true",
+        default=env.get("TALENTLMS_FAKE_LOG", "").lower() in ("1", "true", "yes"),
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = _options(argv)
+    port = options.port
     api_key = (
         os.environ.get("TALENTLMS_FAKE_API_KEY") or os.environ.get("TALENTLMS_API_KEY") or DEFAULT_API_KEY
     )
-    hourly = os.environ.get("TALENTLMS_FAKE_HOURLY_QUOTA")
     app = create_app(
         api_key,
-        rate_limit=int(os.environ.get("TALENTLMS_FAKE_RATE_LIMIT", "200")),
-        rate_window_seconds=float(os.environ.get("TALENTLMS_FAKE_RATE_WINDOW_SECONDS", "5")),
-        hourly_quota=int(hourly) if hourly else None,
+        rate_limit=options.rate_limit,
+        rate_window_seconds=options.rate_window,
+        hourly_quota=options.quota,
+        quota_window_seconds=options.quota_window,
+        task_delay_seconds=options.task_delay,
+        api_versions=options.api_version,
     )
-    verbose = os.environ.get("TALENTLMS_FAKE_LOG", "").lower() in ("1", "true", "yes")
-    server = FakeServer(app, "127.0.0.1", port, quiet=not verbose)
+    server = FakeServer(app, "127.0.0.1", port, quiet=not options.log)
     state = app.extensions[STATE_EXTENSION]
     key_note = "the default local key" if api_key == DEFAULT_API_KEY else "the key from the environment"
     print(f"TalentLMS fake on {server.base_url} (Basic auth with {key_note}, empty password)")
     print(f"  rate limit {state.rate_limit} calls / {state.rate_window_seconds:g} s", end="")
-    print(f", hourly quota {state.hourly_quota}" if state.hourly_quota else "")
+    quota = f", quota {state.hourly_quota} / {state.quota_window_seconds:g} s" if state.hourly_quota else ""
+    print(quota + f"; v1 at {server.base_url}, v2 at {server.url}/api/v2 (X-API-Key)")
     print("  seeded courses:")
     for course in state.list_courses():
         print(f"    {course['id']:>4}  {course['name']}")

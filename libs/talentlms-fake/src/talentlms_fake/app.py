@@ -1,31 +1,34 @@
-"""The Flask app: TalentLMS v1 paths under ``/api/v1/`` and test controls under ``/_fake/``.
+"""The Flask app: TalentLMS v1 paths under ``/api/v1/``, v2 under ``/api/v2/`` (``talentlms_fake.v2``) and
+test controls under ``/_fake/``.
 
-Request handling, in order: count the call by action → injected failure (429 / 500) → HTTP Basic auth
-(API key as the user name) → unknown action → rate limit (``ratelimit`` itself is not counted) → the
-action → ``X-RateLimit-*`` headers → injected slowness (the action has already taken effect; only the
-answer is late, which is what makes a client's retry meet "already enrolled").
+Every API call, v1 or v2, goes through ``_pipeline``: count the call by endpoint → injected failure
+(429 / 500, nothing happens) → auth (v1: HTTP Basic with the key as user name; v2: ``X-API-Key``; both
+refused while the rejection switch is on) → unknown endpoint → v2's ``X-API-Version`` → ONE shared budget
+(the short window and the hourly quota; v1 ``ratelimit`` is not counted) → the action → ``X-RateLimit-*``
+headers → injected after-effects: ``acted_500`` (the action took effect, the answer is a 500) or ``slow``
+(the action took effect, the answer is late), which is what makes a client's retry meet "already
+enrolled".
 """
 
 from __future__ import annotations
 
 import hmac
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, jsonify, request
 
+from talentlms_fake.pipeline import handle_call
 from talentlms_fake.state import (
     INVALID_ARGUMENTS,
-    RATE_LIMITED,
-    SERVER_ERROR,
     UNAUTHORIZED,
     UNKNOWN_ACTION,
     ApiError,
     FakeState,
 )
+from talentlms_fake.v2 import register_v2
 
 API_PREFIX = "/api/v1"
 STATE_EXTENSION = "talentlms_fake"
@@ -42,66 +45,73 @@ def create_app(
     rate_limit: int = 200,
     rate_window_seconds: float = 5.0,
     hourly_quota: int | None = None,
+    quota_window_seconds: float = 3600.0,
+    task_delay_seconds: float = 0.2,
+    api_versions: Iterable[str] | None = None,
+    v2_error_style: str = "top",
 ) -> Flask:
     """A fake TalentLMS portal. ``courses=None`` seeds ``DEMO_COURSES``; ``[]`` starts with none.
 
+    ``hourly_quota`` per ``quota_window_seconds`` (shorten the window for compressed-hour benchmarks) is
+    shared by v1 and v2 with the ``rate_limit`` per ``rate_window_seconds``. ``api_versions``: the
+    ``X-API-Version`` values v2 accepts (None: any ``YYYY-MM-DD``). ``v2_error_style``: ``"top"`` puts
+    ``type``/``message`` at the top of v2 error bodies, ``"nested"`` under ``error`` (both are plausible).
     The state is ``app.extensions["talentlms_fake"]`` (a ``FakeState``).
     """
     if not api_key:
         raise ValueError("the fake needs an API key")
+    if v2_error_style not in ("top", "nested"):
+        raise ValueError("v2_error_style must be 'top' or 'nested'")
     state = FakeState(
-        courses, rate_limit=rate_limit, rate_window_seconds=rate_window_seconds, hourly_quota=hourly_quota
+        courses,
+        rate_limit=rate_limit,
+        rate_window_seconds=rate_window_seconds,
+        hourly_quota=hourly_quota,
+        quota_window_seconds=quota_window_seconds,
+        task_delay_seconds=task_delay_seconds,
     )
     app = Flask("talentlms_fake")
     app.json.sort_keys = False
     app.extensions[STATE_EXTENSION] = state
     actions = _actions(state)
+    versions = None if api_versions is None else frozenset(api_versions)
 
     @app.route(f"{API_PREFIX}/", methods=["GET", "POST"])
     @app.route(f"{API_PREFIX}/<path:_rest>", methods=["GET", "POST"])
     def api(_rest: str = "") -> Response:
         action, arg_segment = _split_raw_path()
         known = action in actions
-        state.count_call(action if known else "(unknown)")
+        endpoint = action if known else "(unknown)"
 
-        failure = state.take_failure()
-        if failure is not None and failure.mode == "429":
-            retry = str(max(1, math.ceil(failure.seconds)))
-            return _error(ApiError(429, RATE_LIMITED, "rate_limit_error", {"Retry-After": retry}))
-        if failure is not None and failure.mode == "500":
-            return _error(ApiError(500, SERVER_ERROR, "api_error"))
+        def authorized() -> bool:
+            return _authorized(api_key)
 
-        if not _authorized(api_key):
-            state.count_rejection("unauthorized")
-            return _error(
-                ApiError(401, UNAUTHORIZED, "authentication_error", {"WWW-Authenticate": 'Basic realm="API"'})
-            )
-        if not known:
-            return _error(ApiError(404, UNKNOWN_ACTION))
-
-        method, handler = actions[action]
-        try:
-            headers = state.rate_limit_headers() if action == "ratelimit" else state.take_quota()
-        except ApiError as exc:
-            return _error(exc)
-        try:
+        def run() -> tuple[Any, int]:
+            method, handler = actions[action]
             if request.method != method:
                 raise ApiError(400, INVALID_ARGUMENTS)
             args = _parse_args(arg_segment)
             if method == "POST":
                 if args or request.mimetype not in _FORM_TYPES:
                     raise ApiError(400, INVALID_ARGUMENTS)
-                body = handler({k: v for k, v in request.form.items()})
-            else:
-                body = handler(args)
-            response = jsonify(body)
-        except ApiError as exc:
-            state.count_error(action, exc.message)
-            response = _error(exc)
-        response.headers.update(headers)
-        if failure is not None and failure.mode == "slow":
-            time.sleep(failure.seconds)
-        return response
+                return handler({k: v for k, v in request.form.items()}), 200
+            return handler(args), 200
+
+        return handle_call(
+            state,
+            endpoint,
+            authorized=authorized,
+            unauthorized=ApiError(
+                401, UNAUTHORIZED, "authentication_error", {"WWW-Authenticate": 'Basic realm="API"'}
+            ),
+            not_found=None if known else ApiError(404, UNKNOWN_ACTION),
+            counted=action != "ratelimit",
+            run=run,
+            render=_error,
+            rate_headers=state.rate_limit_headers if action == "ratelimit" else None,
+        )
+
+    register_v2(app, state, api_key, versions, v2_error_style)
 
     @app.before_request
     def _loopback_only_controls() -> Response | None:
@@ -113,16 +123,46 @@ def create_app(
     def set_failure() -> Response:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            return _control_error('expected JSON {"mode": "none|429|500|slow", "seconds": N, "count": N}')
+            return _control_error(
+                'expected JSON {"mode": "none|429|500|acted_500|slow", "seconds": N, "count": N,'
+                ' "endpoint": "addusertocourse"}'
+            )
         try:
             failure = state.set_failure(
                 str(body.get("mode", "")),
                 None if body.get("seconds") is None else float(body["seconds"]),
                 None if body.get("count") is None else int(body["count"]),
+                None if body.get("endpoint") is None else str(body["endpoint"]),
             )
         except (TypeError, ValueError) as exc:
             return _control_error(str(exc))
         return jsonify(failure.as_dict())
+
+    @app.post("/_fake/auth")
+    def reject_auth() -> Response:
+        body = request.get_json(silent=True)
+        try:
+            seconds = float(body["reject_seconds"]) if isinstance(body, dict) else math.nan
+        except (KeyError, TypeError, ValueError):
+            seconds = math.nan
+        if not seconds >= 0:
+            return _control_error('expected JSON {"reject_seconds": N} (0 accepts the key again)')
+        state.reject_auth_for(seconds)
+        return jsonify({"reject_seconds": seconds})
+
+    @app.post("/_fake/tasks")
+    def configure_tasks() -> Response:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _control_error('expected JSON {"delay_seconds": N, "fail_next": N}')
+        try:
+            state.configure_tasks(
+                delay_seconds=None if body.get("delay_seconds") is None else float(body["delay_seconds"]),
+                fail_next=None if body.get("fail_next") is None else int(body["fail_next"]),
+            )
+        except (TypeError, ValueError) as exc:
+            return _control_error(str(exc))
+        return jsonify({"delay_seconds": state.task_delay_seconds, "fail_next": state.fail_next_tasks})
 
     @app.get("/_fake/state")
     def get_state() -> Response:
@@ -146,6 +186,15 @@ def create_app(
         except ValueError as exc:
             return _control_error(str(exc))
         return jsonify([{"id": c["id"], "name": c["name"]} for c in added])
+
+    @app.delete("/_fake/courses/<course_id>")
+    def remove_course(course_id: str) -> Response:
+        """The course deleted on the portal (its enrollments go with it)."""
+        try:
+            state.remove_course(course_id)
+        except ApiError as exc:
+            return _control_error(exc.message, 404)
+        return jsonify({"id": course_id, "deleted": True})
 
     @app.post("/_fake/users")
     def add_users() -> Response:
@@ -171,6 +220,27 @@ def create_app(
             except ApiError as exc:
                 return _control_error(exc.message)
         return jsonify([{"id": u["id"], "login": u["login"]} for u in created])
+
+    @app.delete("/_fake/users/<user_id>")
+    def delete_user(user_id: str) -> Response:
+        """As an admin would in the portal (not counted)."""
+        try:
+            state.delete_user(user_id)
+        except ApiError as exc:
+            return _control_error(exc.message, 404)
+        return jsonify({"id": user_id, "deleted": True})
+
+    @app.post("/_fake/enrollments")
+    def enroll_by_hand() -> Response:
+        """An admin enrolls someone by hand (a course CourseBridge never granted); not counted."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body.get("user_id") or not body.get("course_id"):
+            return _control_error('expected JSON {"user_id": "1", "course_id": "7"}')
+        try:
+            state.enroll(str(body["user_id"]), str(body["course_id"]), str(body.get("role") or "learner"))
+        except ApiError as exc:
+            return _control_error(exc.message)
+        return jsonify({"user_id": str(body["user_id"]), "course_id": str(body["course_id"])})
 
     return app
 
@@ -215,6 +285,12 @@ def _actions(state: FakeState) -> dict[str, tuple[str, Callable[[Args], Any]]]:
             raise ApiError(400, INVALID_ARGUMENTS)
         return state.get_course(args["id"])
 
+    def gotocourse(args: Args) -> Any:
+        optional = {"logout_redirect", "course_completed_redirect", "header_hidden_options", "2fa"}
+        if not {"user_id", "course_id"} <= set(args) or set(args) - {"user_id", "course_id"} - optional:
+            raise ApiError(400, INVALID_ARGUMENTS)
+        return {"goto_url": state.goto_url(request.host_url, args["user_id"], args["course_id"])}
+
     def ratelimit(args: Args) -> Any:
         if args:
             raise ApiError(400, INVALID_ARGUMENTS)
@@ -227,6 +303,7 @@ def _actions(state: FakeState) -> dict[str, tuple[str, Callable[[Args], Any]]]:
         "removeuserfromcourse": ("GET", removeuserfromcourse),
         "usersetstatus": ("GET", usersetstatus),
         "courses": ("GET", courses),
+        "gotocourse": ("GET", gotocourse),
         "ratelimit": ("GET", ratelimit),
     }
 

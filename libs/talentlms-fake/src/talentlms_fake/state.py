@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,8 +31,19 @@ UNAUTHORIZED = "You need a valid user and password"
 # Not confirmed against the real API (v1's wording for these is not public): the fake's own choice.
 RATE_LIMITED = "API rate limit exceeded"
 SERVER_ERROR = "Internal server error"
+# v2 wording (the fake's own choice as well: no source quotes v2's messages).
+V2_UNAUTHORIZED = "Invalid or missing API key"
+V2_BAD_VERSION = "Missing or unsupported X-API-Version header"
+V2_NOT_FOUND = "The requested resource does not exist"
+V2_BATCH_SIZE = "A batch holds between 1 and 100 items"
+V2_PAGE_SIZE = "page[size] must be between 1 and 100"
+V2_BAD_FILTER = "Invalid filter value"
+TASK_NOT_FOUND = "The requested task does not exist"
+BATCH_MAX_ITEMS = 100
 
-FAILURE_MODES = ("none", "429", "500", "slow")
+# none: no failure; 429 / 500: refused before anything happens; acted_500: the action TAKES EFFECT, then
+# the answer is a 500; slow: the action takes effect, the answer is held ``seconds``.
+FAILURE_MODES = ("none", "429", "500", "acted_500", "slow")
 ROLES = ("learner", "instructor")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -71,6 +84,11 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.error_type}}
+
+
+def iso_date(epoch: float) -> str:
+    """v2's dates: ISO 8601 in UTC, to the second."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def talentlms_date(epoch: float) -> str:
@@ -123,9 +141,30 @@ class Failure:
     mode: str = "none"
     seconds: float = 1.0
     remaining: int | None = None  # calls still affected; None = until changed
+    endpoint: str | None = None  # only calls to this endpoint (snapshot's ``calls`` key); None = every call
 
     def as_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "seconds": self.seconds, "count": self.remaining}
+        return {
+            "mode": self.mode,
+            "seconds": self.seconds,
+            "count": self.remaining,
+            "endpoint": self.endpoint,
+        }
+
+
+@dataclass
+class Task:
+    """A v2 batch running "in the background": it settles ``delay`` seconds after it was accepted."""
+
+    id: str
+    kind: str  # "users" | "enrollments"
+    items: list[Any]
+    created_at: float
+    settle_at: float
+    fail: bool = False  # injected: the whole task fails, no item is applied
+    status: str = "pending"
+    completed_at: float | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -135,6 +174,8 @@ class _Counters:
     errors: Counter[str] = field(default_factory=Counter)
     enrolled_total: int = 0
     unenrolled_total: int = 0
+    batch_items: Counter[str] = field(default_factory=Counter)
+    responses_429: int = 0
 
 
 class FakeState:
@@ -147,17 +188,23 @@ class FakeState:
         rate_limit: int = 200,
         rate_window_seconds: float = 5.0,
         hourly_quota: int | None = None,
+        quota_window_seconds: float = 3600.0,
+        task_delay_seconds: float = 0.2,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if rate_limit < 1 or rate_window_seconds <= 0:
             raise ValueError("rate_limit must be >= 1 and rate_window_seconds > 0")
         if hourly_quota is not None and hourly_quota < 1:
             raise ValueError("hourly_quota must be >= 1 (or None for no hourly quota)")
+        if quota_window_seconds <= 0 or task_delay_seconds < 0:
+            raise ValueError("quota_window_seconds must be > 0 and task_delay_seconds >= 0")
         self.lock = threading.Lock()
         self.clock = clock
         self.rate_limit = rate_limit
         self.rate_window_seconds = rate_window_seconds
         self.hourly_quota = hourly_quota
+        self.quota_window_seconds = quota_window_seconds
+        self.task_delay_seconds = task_delay_seconds
         self._initial_courses = [dict(c) for c in (DEMO_COURSES if courses is None else courses)]
         self._reset_locked()
 
@@ -171,8 +218,14 @@ class FakeState:
         self._passwords: dict[str, str] = {}
         self.next_user_id = 1
         self.window = _FixedWindow(self.rate_limit, self.rate_window_seconds)
-        self.hourly = _FixedWindow(self.hourly_quota, 3600.0) if self.hourly_quota else None
+        self.hourly = (
+            _FixedWindow(self.hourly_quota, self.quota_window_seconds) if self.hourly_quota else None
+        )
         self.failure = Failure()
+        self.auth_rejected_until = -math.inf
+        self.tasks: dict[str, Task] = {}
+        self.fail_next_tasks = 0
+        self._updated_at: dict[str, float] = {}  # user id -> last change, for v2's last_updated filter
         self.counters = _Counters()
         self._add_courses_locked(self._initial_courses)
 
@@ -220,7 +273,9 @@ class FakeState:
             added.append(course)
         return added
 
-    def set_failure(self, mode: str, seconds: float | None = None, count: int | None = None) -> Failure:
+    def set_failure(
+        self, mode: str, seconds: float | None = None, count: int | None = None, endpoint: str | None = None
+    ) -> Failure:
         if mode not in FAILURE_MODES:
             raise ValueError(f"mode must be one of {', '.join(FAILURE_MODES)}")
         if seconds is not None and seconds < 0:
@@ -228,22 +283,26 @@ class FakeState:
         if count is not None and count < 1:
             raise ValueError("count must be >= 1 (or absent for 'until changed')")
         with self.lock:
-            self.failure = Failure(mode, 1.0 if seconds is None else float(seconds), count)
+            self.failure = Failure(mode, 1.0 if seconds is None else float(seconds), count, endpoint or None)
             return self.failure
 
-    def take_failure(self) -> Failure | None:
-        """The failure to inject into this call, if any (consumes one of ``count``)."""
+    def take_failure(self, endpoint: str) -> Failure | None:
+        """The failure to inject into this call to ``endpoint``, if any (consumes one of ``count``)."""
         with self.lock:
             failure = self.failure
             if failure.mode == "none":
+                return None
+            if failure.endpoint is not None and failure.endpoint != endpoint:
                 return None
             if failure.remaining is not None:
                 failure.remaining -= 1
                 if failure.remaining <= 0:
                     self.failure = Failure()
+            if failure.mode == "429":
+                self.counters.responses_429 += 1
             if failure.mode != "slow":
                 self.counters.rejected["injected_" + failure.mode] += 1
-            return Failure(failure.mode, failure.seconds, None)
+            return Failure(failure.mode, failure.seconds, None, failure.endpoint)
 
     def count_call(self, action: str) -> None:
         with self.lock:
@@ -266,6 +325,7 @@ class FakeState:
             for window in (self.window, self.hourly):
                 if window is not None and not window.has_room(now):
                     self.counters.rejected["rate_limited"] += 1
+                    self.counters.responses_429 += 1
                     headers = window.headers(now)
                     headers["Retry-After"] = str(max(1, math.ceil(window.reset_at(now) - now)))
                     raise ApiError(429, RATE_LIMITED, "rate_limit_error", headers)
@@ -277,6 +337,11 @@ class FakeState:
     def rate_limit_headers(self) -> dict[str, str]:
         with self.lock:
             return self.window.headers(self.clock())
+
+    def quota_headers(self) -> dict[str, str]:
+        """v2's ``X-RateLimit-*``: the hourly quota when one is set, else the short window (fake's choice)."""
+        with self.lock:
+            return (self.hourly or self.window).headers(self.clock())
 
     def rate_limit_status(self) -> dict[str, str]:
         """``GET ratelimit``: the hourly quota when one is set (as on a real plan), else the short window."""
@@ -314,33 +379,46 @@ class FakeState:
                 raise ApiError(400, USER_EMAIL_EXISTS)
             if any(u["login"].lower() == login.lower() for u in self.users.values()):
                 raise ApiError(400, USER_LOGIN_EXISTS)
-            now = self.clock()
-            user_id = str(self.next_user_id)
-            self.next_user_id += 1
-            user = {
-                "id": user_id,
-                "login": login,
-                "first_name": first_name.strip(),
-                "last_name": last_name.strip(),
-                "email": email,
-                "restrict_email": "0",
-                "user_type": user_type,
-                "timezone": "(GMT +00:00) UTC",
-                "language": "",
-                "status": "active",
-                "deactivation_date": "",
-                "level": "1",
-                "points": "0",
-                "created_on": talentlms_date(now),
-                "last_updated": talentlms_date(now),
-                "last_updated_timestamp": str(int(now)),
-                "avatar": "",
-                "bio": "",
-                "login_key": "",
-            }
-            self.users[user_id] = user
-            self._passwords[user_id] = password
-            return dict(user)
+            return self._add_user_locked(
+                email=email,
+                login=login,
+                first_name=first_name,
+                last_name=last_name,
+                password=password,
+                user_type=user_type,
+            )
+
+    def _add_user_locked(
+        self, *, email: str, login: str, first_name: str, last_name: str, password: str, user_type: str
+    ) -> dict[str, Any]:
+        now = self.clock()
+        user_id = str(self.next_user_id)
+        self.next_user_id += 1
+        user = {
+            "id": user_id,
+            "login": login,
+            "first_name": first_name.strip(),
+            "last_name": last_name.strip(),
+            "email": email,
+            "restrict_email": "0",
+            "user_type": user_type,
+            "timezone": "(GMT +00:00) UTC",
+            "language": "",
+            "status": "active",
+            "deactivation_date": "",
+            "level": "1",
+            "points": "0",
+            "created_on": talentlms_date(now),
+            "last_updated": talentlms_date(now),
+            "last_updated_timestamp": str(int(now)),
+            "avatar": "",
+            "bio": "",
+            "login_key": "",
+        }
+        self.users[user_id] = user
+        self._passwords[user_id] = password
+        self._updated_at[user_id] = now
+        return dict(user)
 
     def find_user(self, key: str, value: str) -> dict[str, Any]:
         with self.lock:
@@ -394,6 +472,7 @@ class FakeState:
                 raise ApiError(404, USER_NOT_FOUND)
             user["status"] = status
             user["deactivation_date"] = talentlms_date(self.clock()) if status == "inactive" else ""
+            self._touch_locked(user)
             return {"user_id": user_id, "status": status}
 
     # --- courses and enrollments --------------------------------------------------------------------------
@@ -465,6 +544,7 @@ class FakeState:
         """Everything a test asserts on (no passwords): see the package README for the shape."""
         with self.lock:
             now = self.clock()
+            self._settle_tasks_locked(now)
             return {
                 "users": [
                     {k: u[k] for k in ("id", "login", "email", "first_name", "last_name", "status")}
@@ -486,6 +566,13 @@ class FakeState:
                 "errors": dict(self.counters.errors),
                 "enrolled_total": self.counters.enrolled_total,
                 "unenrolled_total": self.counters.unenrolled_total,
+                "batch_items": dict(self.counters.batch_items),
+                "responses_429": self.counters.responses_429,
+                "tasks": [
+                    {"id": t.id, "type": t.kind, "status": t.status, "items": len(t.items)}
+                    for t in self.tasks.values()
+                ],
+                "auth_rejected_for": max(0.0, self.auth_rejected_until - now),
                 "failure": self.failure.as_dict(),
                 "rate_limit": {
                     "limit": self.window.limit,
@@ -494,5 +581,234 @@ class FakeState:
                     "reset": self.window.reset_at(now),
                     "hourly_quota": self.hourly_quota,
                     "hourly_remaining": self.hourly.remaining(now) if self.hourly else None,
+                    "quota_window_seconds": self.quota_window_seconds,
+                    "hourly_reset": self.hourly.reset_at(now) if self.hourly else None,
                 },
             }
+
+    # --- v2 and admin actions -----------------------------------------------------------------------------
+
+    def _touch_locked(self, user: dict[str, Any]) -> None:
+        now = self.clock()
+        user["last_updated"] = talentlms_date(now)
+        user["last_updated_timestamp"] = str(int(now))
+        self._updated_at[user["id"]] = now
+
+    def v2_user(self, user: dict[str, Any]) -> dict[str, Any]:
+        """A user in v2's shape (integer id, name/surname, ISO dates) [OAS getUsers]."""
+        updated = self._updated_at.get(user["id"], 0.0)
+        return {
+            "id": int(user["id"]),
+            "login": user["login"],
+            "name": user["first_name"],
+            "surname": user["last_name"],
+            "email": user["email"],
+            "avatar": {"default": "", "sm": "", "md": "", "lg": "", "xl": ""},
+            "timezone": user["timezone"],
+            "language": user["language"],
+            "type": user["user_type"],
+            "registration": iso_date(_parse_talentlms_date(user["created_on"])),
+            "last_login": None,
+            "status": user["status"],
+            "last_updated": iso_date(updated),
+            "integration_user_id": None,
+        }
+
+    def get_user(self, user_id: str) -> dict[str, Any]:
+        with self.lock:
+            user = self.users.get(user_id) if user_id.isdigit() else None
+            if user is None:
+                raise ApiError(404, USER_NOT_FOUND)
+            return self.v2_user(user)
+
+    def search_users(self, *, email: str | None, updated_since: float | None) -> list[dict[str, Any]]:
+        """v2 ``GET /users`` filters, ordered by id."""
+        with self.lock:
+            found = []
+            for user_id in sorted(self.users, key=int):
+                user = self.users[user_id]
+                if email is not None and user["email"].lower() != email.lower():
+                    continue
+                if updated_since is not None and self._updated_at.get(user_id, 0.0) < updated_since:
+                    continue
+                found.append(self.v2_user(user))
+            return found
+
+    def delete_user(self, user_id: str) -> dict[str, Any]:
+        """As an admin would: the user and their enrollments are gone (v2 ``DELETE /users/{id}``)."""
+        with self.lock:
+            user = self.users.pop(user_id, None) if user_id.isdigit() else None
+            if user is None:
+                raise ApiError(404, USER_NOT_FOUND)
+            self._passwords.pop(user_id, None)
+            self._updated_at.pop(user_id, None)
+            for key in [k for k in self.enrollments if k[0] == user_id]:
+                del self.enrollments[key]
+            return {"id": int(user_id), "deleted": True}
+
+    def remove_course(self, course_id: str) -> None:
+        """A course deleted on the portal; its enrollments go with it."""
+        with self.lock:
+            if self.courses.pop(course_id, None) is None:
+                raise ApiError(404, COURSE_NOT_FOUND)
+            for key in [k for k in self.enrollments if k[1] == course_id]:
+                del self.enrollments[key]
+
+    def user_courses(self, user_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            if user_id not in self.users:
+                raise ApiError(404, USER_NOT_FOUND)
+            return [
+                {"id": int(course_id), "name": self.courses[course_id]["name"]}
+                for (uid, course_id) in sorted(self.enrollments, key=lambda k: int(k[1]))
+                if uid == user_id and course_id in self.courses
+            ]
+
+    def goto_url(self, base_url: str, user_id: str, course_id: str) -> str:
+        """A one-click link into the course; the fake's choice: the user must be enrolled."""
+        with self.lock:
+            self._check_user_and_course_locked(user_id, course_id)
+            if (user_id, course_id) not in self.enrollments:
+                raise ApiError(400, NOT_ENROLLED)
+        token = secrets.token_urlsafe(16)
+        return f"{base_url.rstrip('/')}/index/gotocourse/key:{token},course_id:{course_id}"
+
+    # --- authentication switch ----------------------------------------------------------------------------
+
+    def reject_auth_for(self, seconds: float) -> None:
+        """Every API key is refused (401) for ``seconds`` from now: a rotated key, an API switched off."""
+        with self.lock:
+            self.auth_rejected_until = self.clock() + max(0.0, seconds)
+
+    def auth_rejected(self) -> bool:
+        with self.lock:
+            return self.clock() < self.auth_rejected_until
+
+    # --- batch tasks --------------------------------------------------------------------------------------
+
+    def create_task(self, kind: str, items: list[Any]) -> Task:
+        if not 1 <= len(items) <= BATCH_MAX_ITEMS:
+            raise ApiError(422, V2_BATCH_SIZE)
+        with self.lock:
+            now = self.clock()
+            fail = self.fail_next_tasks > 0
+            if fail:
+                self.fail_next_tasks -= 1
+            task = Task(str(uuid.uuid4()), kind, list(items), now, now + self.task_delay_seconds, fail)
+            self.tasks[task.id] = task
+            self.counters.batch_items[kind] += len(items)
+            self._settle_tasks_locked(now)
+            return task
+
+    def configure_tasks(self, *, delay_seconds: float | None = None, fail_next: int | None = None) -> None:
+        with self.lock:
+            if delay_seconds is not None:
+                if delay_seconds < 0:
+                    raise ValueError("delay_seconds must be >= 0")
+                self.task_delay_seconds = delay_seconds
+            if fail_next is not None:
+                if fail_next < 0:
+                    raise ValueError("fail_next must be >= 0")
+                self.fail_next_tasks = fail_next
+
+    def settle_tasks(self) -> None:
+        with self.lock:
+            self._settle_tasks_locked(self.clock())
+
+    def task_view(self, task_id: str) -> dict[str, Any]:
+        """``GET /api/v2/tasks/{id}``'s ``_data`` (the fake's shape: the real one is unconfirmed)."""
+        with self.lock:
+            now = self.clock()
+            self._settle_tasks_locked(now)
+            task = self.tasks.get(task_id)
+            if task is None:
+                raise ApiError(404, TASK_NOT_FOUND)
+            status = task.status
+            if status == "pending" and now >= (task.created_at + task.settle_at) / 2:
+                status = "running"  # the second half of its delay
+            succeeded = sum(1 for r in task.results if r["status"] == "succeeded")
+            processed = len(task.results) if task.completed_at is not None else 0
+            return {
+                "id": task.id,
+                "type": f"batch_{task.kind}",
+                "status": status,
+                "progress": {
+                    "total": len(task.items),
+                    "processed": processed,
+                    "succeeded": succeeded,
+                    "failed": processed - succeeded,
+                },
+                "created_at": iso_date(task.created_at),
+                "completed_at": iso_date(task.completed_at) if task.completed_at is not None else None,
+                "results": [dict(r) for r in task.results] if task.status == "completed" else [],
+            }
+
+    def _settle_tasks_locked(self, now: float) -> None:
+        for task in self.tasks.values():
+            if task.completed_at is not None or now < task.settle_at:
+                continue
+            task.completed_at = now
+            if task.fail:
+                task.status = "failed"
+                continue
+            apply = (
+                self._apply_user_item_locked if task.kind == "users" else self._apply_enrollment_item_locked
+            )
+            for index, item in enumerate(task.items):
+                try:
+                    result = {"index": index, "status": "succeeded", **apply(item)}
+                except ApiError as exc:
+                    result = {"index": index, "status": "failed", "message": exc.message}
+                task.results.append(result)
+            task.status = "completed"
+
+    def _apply_user_item_locked(self, item: Any) -> dict[str, Any]:
+        """Create, or update when the item carries ``id`` [PM]; email/login collisions fail the item."""
+        if not isinstance(item, dict):
+            raise ApiError(422, INVALID_ARGUMENTS)
+        if item.get("id") is not None:
+            user = self.users.get(str(item["id"]))
+            if user is None:
+                raise ApiError(404, USER_NOT_FOUND)
+            for source, target in (("name", "first_name"), ("surname", "last_name"), ("login", "login")):
+                if item.get(source):
+                    user[target] = str(item[source]).strip()
+            if item.get("status") in ("active", "inactive"):
+                user["status"] = item["status"]
+            self._touch_locked(user)
+            return {"id": int(user["id"])}
+        fields = {k: str(item.get(k) or "").strip() for k in ("email", "login", "name", "surname")}
+        for value in fields.values():
+            if not value:
+                raise ApiError(422, INVALID_ARGUMENTS)
+        if not _EMAIL.match(fields["email"]):
+            raise ApiError(422, INVALID_ARGUMENTS)
+        if any(u["email"].lower() == fields["email"].lower() for u in self.users.values()):
+            raise ApiError(400, USER_EMAIL_EXISTS)
+        if any(u["login"].lower() == fields["login"].lower() for u in self.users.values()):
+            raise ApiError(400, USER_LOGIN_EXISTS)
+        user = self._add_user_locked(
+            email=fields["email"],
+            login=fields["login"],
+            first_name=fields["name"],
+            last_name=fields["surname"],
+            password=str(item.get("password") or secrets.token_urlsafe(12)),
+            user_type="Learner-Type",
+        )
+        return {"id": int(user["id"])}
+
+    def _apply_enrollment_item_locked(self, item: Any) -> dict[str, Any]:
+        """Enroll one pair; "already enrolled" fails the item, as v1 does (the fake's choice)."""
+        if not isinstance(item, dict):
+            raise ApiError(422, INVALID_ARGUMENTS)
+        user_id, course_id = str(item.get("user_id", "")), str(item.get("course_id", ""))
+        self._check_user_and_course_locked(user_id, course_id)
+        if (user_id, course_id) in self.enrollments:
+            raise ApiError(400, ALREADY_ENROLLED)
+        self.enrollments[(user_id, course_id)] = {"role": "learner", "enrolled_at": self.clock()}
+        self.counters.enrolled_total += 1
+        return {"user_id": int(user_id), "course_id": int(course_id)}
+
+
+def _parse_talentlms_date(value: str) -> float:
+    return datetime.strptime(value, "%d/%m/%Y, %H:%M:%S").replace(tzinfo=UTC).timestamp()

@@ -7,7 +7,7 @@ per 5 s (``DEFAULT_CALLS`` / ``DEFAULT_WINDOW_SECONDS``), configurable with
 - ``TALENTLMS_RATE_LIMIT_CALLS``            calls allowed per window for THIS process (default 190);
 - ``TALENTLMS_RATE_LIMIT_WINDOW_SECONDS``   the window in seconds (default 5);
 - ``TALENTLMS_RATE_LIMIT_MAX_WAIT_SECONDS`` how long a caller may block before giving up with
-  ``LmsTransientError`` (default 30), so a message goes back to the bus instead of holding a worker.
+  ``LmsRateLimited`` (default 30), so the caller can do something else instead of holding a worker.
 
 Sliding window, two ways to take a slot:
 
@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from enrollment.service_layer.ports import LmsTransientError
+from enrollment.service_layer.ports import LmsRateLimited
 
 # TalentLMS's 200 / 5 s minus 5 % headroom: for another client of the same portal (an admin script, a
 # connector) and for a replica count that changed before the budgets did.
@@ -93,8 +93,8 @@ class RateLimiter:
     def acquire(self, max_wait: float | None = None) -> float:
         """Block until a call may go out, counting it from now; returns the seconds waited.
 
-        Raises ``LmsTransientError`` at once (without sleeping) when the wait would exceed ``max_wait``
-        (default: the limiter's own), so the caller can hand the work back to the bus.
+        Raises ``LmsRateLimited`` at once (without sleeping) when the wait would exceed ``max_wait``
+        (default: the limiter's own), with ``retry_after`` the wait it would have needed.
         """
         return self._take(max_wait, in_flight=False)
 
@@ -144,10 +144,11 @@ class RateLimiter:
                 else:
                     wait = None  # every slot is in flight: until one ends, then W more at least
                 if (now + wait if wait is not None else now + self.window_seconds) > deadline:
-                    raise LmsTransientError(
+                    raise LmsRateLimited(
                         "TalentLMS call budget exhausted: the next slot is "
                         + (f"{wait:.1f}s away" if wait is not None else "held by calls in flight")
-                        + f" (more than the {budget:g}s this call may wait)"
+                        + f" (more than the {budget:g}s this call may wait)",
+                        retry_after=wait if wait is not None else self.window_seconds,
                     )
                 if wait is None:
                     self._cond.wait(timeout=deadline - now)

@@ -1,10 +1,11 @@
-"""``LearningPlatform`` over the TalentLMS v1 REST API (or the local fake, ``libs/talentlms-fake``).
+"""TalentLMS API v1: the proven path for single calls (sign-up, enrol, read back, quota, go-to links).
 
 Wire format (``shared/reference/talentlms-api.md``): HTTP Basic auth with the API key as user name and an
 empty password; POST bodies form-encoded; GET arguments in the path as ``key:value`` pairs separated by
 commas, each value URL-encoded (``users/email:ana%2Btag%40example.com``).
 
-TalentLMS's per-error HTTP codes are not documented, so answers are classified by message first:
+TalentLMS's per-error HTTP codes are not documented, so answers are read by message (after the transport
+has classified 429, 401/403, 5xx, timeouts and connection failures: ``lms_http``):
 
 =====================================================  =========================================
 answer                                                 outcome
@@ -15,114 +16,72 @@ answer                                                 outcome
 "same email address already exists" on ``sign_up``     the existing user is looked up and returned
 "same login already exists" on ``sign_up``             lookup by email, else retry with a suffixed login
 "The requested user does not exist" on a lookup        ``None``
-429                                                    ``back_off`` on the limiter, ``LmsTransientError``
-5xx, 408, timeout, connection error, unreadable 2xx    ``LmsTransientError``
-401 / 403                                              ``LmsPermanentError`` (API key rejected)
+"The requested user does not exist" elsewhere          ``LmsUserMissing``
+"The requested course does not exist"                  ``LmsCourseMissing``
+an unreadable 2xx                                      ``LmsInDoubt``
 any other error                                        ``TalentLmsError`` (an ``LmsPermanentError``)
 =====================================================  =========================================
-
-Neither the API key nor an email address ever appears in an exception message or a log line: requests'
-own exceptions (whose text holds the URL, hence the email) are never chained or logged, and reasons name
-users and courses by id only.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import requests
 import structlog
-from prometheus_client import Counter, Gauge, Histogram
-from requests.adapters import HTTPAdapter
 
-from coursebridge.runtime.logging import register_secret, scrub_text
-from enrollment.adapters.rate_limit import RateLimiter
-from enrollment.service_layer.ports import (
-    LmsCourse,
-    LmsPermanentError,
-    LmsTransientError,
-    LmsUser,
+from coursebridge.runtime.logging import register_secret
+from enrollment.adapters.budget import CallBudget, retry_delay
+from enrollment.adapters.lms_http import (
+    ALREADY_ENROLLED,
+    EMAIL_EXISTS,
+    LOGIN_EXISTS,
+    NOT_ENROLLED,
+    USER_DOES_NOT_EXIST,
+    Refusal,
+    TalentLmsCourseMissing,
+    TalentLmsError,
+    TalentLmsUserMissing,
+    Transport,
+    count,
+    error_message,
+    json_or_none,
+    refusal_error,
 )
+from enrollment.adapters.rate_limit import RateLimiter
+from enrollment.service_layer.ports import LmsCourse, LmsInDoubt, LmsUser, NewUser, Quota
 
 log = structlog.get_logger(__name__)
 
-LMS_CALLS = Counter(
-    "coursebridge_lms_calls_total",
-    "TalentLMS API calls by outcome (ok, already, transient, permanent, rate_limited)",
-    ["call", "outcome"],
-)
-LMS_CALL_SECONDS = Histogram(
-    "coursebridge_lms_call_seconds",
-    "TalentLMS API call latency (the HTTP exchange only, not the wait for the rate limiter)",
-    ["call"],
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-)
-LMS_RATE_LIMIT_REMAINING = Gauge(
-    "coursebridge_lms_rate_limit_remaining",
-    "Calls left in TalentLMS's current window, as last reported (X-RateLimit-Remaining or GET ratelimit)",
-    multiprocess_mode="livemin",
-)
-LMS_THROTTLED = Counter(
-    "coursebridge_lms_throttled_total",
-    "Calls not sent because the client-side limiter could not grant a slot within its max wait",
-    ["call"],
-)
-
-DEFAULT_BACKOFF_SECONDS = 5.0  # on a 429 without Retry-After / X-RateLimit-Reset: one TalentLMS window
-MAX_BACKOFF_SECONDS = 3600.0
 LOGIN_RETRIES = 2
 
-ALREADY_ENROLLED = "already enrolled"
-NOT_ENROLLED = "not enrolled"
-EMAIL_EXISTS = "same email address already exists"
-LOGIN_EXISTS = "same login already exists"
-USER_DOES_NOT_EXIST = "user does not exist"
-
-
-class TalentLmsError(LmsPermanentError):
-    """A TalentLMS error answer no retry will fix; ``reason`` is TalentLMS's own message (scrubbed)."""
-
-    def __init__(self, reason: str, *, call: str, status: int) -> None:
-        super().__init__(reason)
-        self.call = call
-        self.status = status
-
-
-class _Refusal(Exception):
-    """An error answer a public method may still treat as success (it decides, then counts)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-
-
-@dataclass(frozen=True)
-class RateLimitStatus:
-    """``GET ratelimit``: the quota TalentLMS reports (not counted against it)."""
-
-    limit: int
-    remaining: int
-    reset: float  # epoch seconds
-    formatted_reset: str
+__all__ = [
+    "LOGIN_RETRIES",
+    "TalentLmsClient",
+    "TalentLmsCourseMissing",
+    "TalentLmsError",
+    "TalentLmsUserMissing",
+    "retry_delay",
+]
 
 
 class TalentLmsClient:
-    """The TalentLMS v1 API as a ``LearningPlatform``. Thread-safe; share one per process."""
+    """The TalentLMS v1 API. Thread-safe; share one per process (with the v2 client's ``CallBudget``).
+
+    ``budget``: the deployment's one budget; without it, one is made from ``limiter`` with no configured
+    quota (it still learns one from ``quota()``).
+    """
 
     def __init__(
         self,
         base_url: str,
         api_key: str,
         *,
+        budget: CallBudget | None = None,
         limiter: RateLimiter | None = None,
         timeout: float = 10.0,
         session: requests.Session | None = None,
@@ -131,150 +90,190 @@ class TalentLmsClient:
             raise ValueError("TalentLMS needs a base URL and an API key")
         register_secret(api_key)
         self.base_url = base_url.rstrip("/")
-        self.limiter = limiter
+        self.budget = budget if budget is not None else CallBudget(limiter, hourly_quota=None)
         self.timeout = timeout
         self._auth = (api_key, "")
-        self._owns_session = session is None
-        if session is None:
-            session = requests.Session()
-            # No transport retries: a retried POST could enrol twice behind our back. Enough pooled
-            # connections for the worker's threads.
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=64, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-        self._session = session
+        self._transport = Transport(self.budget, timeout=timeout, session=session)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TalentLmsClient:
-        """TALENTLMS_BASE_URL, TALENTLMS_API_KEY, TALENTLMS_TIMEOUT_SECONDS and the limiter's variables."""
+        """TALENTLMS_BASE_URL, TALENTLMS_API_KEY, TALENTLMS_TIMEOUT_SECONDS and the budget's variables."""
         env = os.environ if environ is None else environ
         return cls(
             env["TALENTLMS_BASE_URL"],
             env["TALENTLMS_API_KEY"],
-            limiter=RateLimiter.from_env(env),
+            budget=CallBudget.from_env(env),
             timeout=float(env.get("TALENTLMS_TIMEOUT_SECONDS") or 10.0),
         )
 
-    def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
+    @property
+    def limiter(self) -> RateLimiter | None:
+        return self.budget.limiter
 
-    # --- LearningPlatform ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._transport.close()
+
+    # --- users -------------------------------------------------------------------------------------------
 
     def find_user_by_email(self, email: str) -> LmsUser | None:
-        return self._find_user("find_user", "email", email)
+        body = self._find_user("find_user", "email", email)
+        return None if body is None else _user(body)
 
     def find_user_by_id(self, user_id: str) -> LmsUser | None:
-        return self._find_user("find_user", "id", user_id)
+        body = self._find_user("find_user", "id", user_id)
+        return None if body is None else _user(body)
 
-    def sign_up(self, *, email: str, first_name: str, last_name: str, login: str, password: str) -> LmsUser:
+    def sign_up(self, new_user: NewUser) -> LmsUser:
         """Create the user; an existing user with that email is returned instead (one extra lookup).
 
         A login taken by someone else (a different email) is retried with a random suffix, at most
         ``LOGIN_RETRIES`` times: the login is ours to choose, the student signs in by email.
         """
-        form = {"first_name": first_name, "last_name": last_name, "email": email, "password": password}
-        attempt_login = login
+        form = {
+            "first_name": new_user.first_name,
+            "last_name": new_user.last_name,
+            "email": new_user.email,
+            "password": new_user.password,
+        }
+        attempt_login = new_user.login
         for attempt in range(LOGIN_RETRIES + 1):
             try:
                 body = self._send("sign_up", "POST", "usersignup", form={**form, "login": attempt_login})
-            except _Refusal as refusal:
-                if _says(refusal, EMAIL_EXISTS):
-                    self._count("sign_up", "already")
-                    return self._existing_user(email)
-                if _says(refusal, LOGIN_EXISTS):
-                    self._count("sign_up", "already")
-                    existing = self.find_user_by_email(email)
+            except Refusal as refusal:
+                if refusal.says(EMAIL_EXISTS):
+                    count("sign_up", "already")
+                    return self._existing_user(new_user.email)
+                if refusal.says(LOGIN_EXISTS):
+                    count("sign_up", "already")
+                    existing = self.find_user_by_email(new_user.email)
                     if existing is not None:
                         return existing
                     if attempt < LOGIN_RETRIES:
-                        attempt_login = f"{login}-{secrets.token_hex(2 + attempt)}"
+                        attempt_login = f"{new_user.login}-{secrets.token_hex(2 + attempt)}"
                         log.info("lms_login_taken_retrying", call="sign_up", attempt=attempt + 1)
                         continue
-                raise self._permanent("sign_up", refusal) from None
-            self._count("sign_up", "ok")
+                raise refusal_error("sign_up", refusal) from None
+            count("sign_up", "ok")
             return _user(body)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def user_courses(self, user_id: str) -> set[str]:
+        """``users/id:X`` → ``courses[]`` ids; ``LmsUserMissing`` when the user is gone."""
+        try:
+            body = self._send("user_courses", "GET", "users", args={"id": user_id})
+        except Refusal as refusal:
+            raise refusal_error("user_courses", refusal, lms_user_id=user_id) from None
+        ids = _ids(body, "courses", "user_courses")
+        count("user_courses", "ok")
+        return ids
+
+    def set_user_active(self, user_id: str, active: bool) -> None:
+        args = {"user_id": str(user_id), "status": "active" if active else "inactive"}
+        try:
+            self._send("set_status", "GET", "usersetstatus", args=args)
+        except Refusal as refusal:
+            raise refusal_error("set_status", refusal, lms_user_id=user_id) from None
+        count("set_status", "ok")
+
+    # --- enrollments -------------------------------------------------------------------------------------
 
     def enroll(self, user_id: str, course_id: str) -> bool:
         form = {"user_id": str(user_id), "course_id": str(course_id), "role": "learner"}
         try:
             self._send("enroll", "POST", "addusertocourse", form=form)
-        except _Refusal as refusal:
-            if _says(refusal, ALREADY_ENROLLED):
-                self._count("enroll", "already")
+        except Refusal as refusal:
+            if refusal.says(ALREADY_ENROLLED):
+                count("enroll", "already")
                 return False
-            raise self._permanent("enroll", refusal, user_id=user_id, course_id=course_id) from None
-        self._count("enroll", "ok")
+            raise refusal_error("enroll", refusal, lms_user_id=user_id, course_id=course_id) from None
+        count("enroll", "ok")
         return True
 
     def unenroll(self, user_id: str, course_id: str) -> bool:
         args = {"user_id": str(user_id), "course_id": str(course_id)}
         try:
             self._send("unenroll", "GET", "removeuserfromcourse", args=args)
-        except _Refusal as refusal:
-            if _says(refusal, NOT_ENROLLED):
-                self._count("unenroll", "already")
+        except Refusal as refusal:
+            if refusal.says(NOT_ENROLLED):
+                count("unenroll", "already")
                 return False
-            raise self._permanent("unenroll", refusal, user_id=user_id, course_id=course_id) from None
-        self._count("unenroll", "ok")
+            raise refusal_error("unenroll", refusal, lms_user_id=user_id, course_id=course_id) from None
+        count("unenroll", "ok")
         return True
 
-    def set_user_active(self, user_id: str, active: bool) -> None:
-        args = {"user_id": str(user_id), "status": "active" if active else "inactive"}
-        try:
-            self._send("set_status", "GET", "usersetstatus", args=args)
-        except _Refusal as refusal:
-            raise self._permanent("set_status", refusal, user_id=user_id) from None
-        self._count("set_status", "ok")
+    # --- courses -----------------------------------------------------------------------------------------
 
     def list_courses(self) -> list[LmsCourse]:
         try:
             body = self._send("list_courses", "GET", "courses")
-        except _Refusal as refusal:
-            raise self._permanent("list_courses", refusal) from None
-        self._count("list_courses", "ok")
+        except Refusal as refusal:
+            raise refusal_error("list_courses", refusal) from None
+        count("list_courses", "ok")
         if not isinstance(body, list):
-            raise LmsTransientError("TalentLMS answered courses with something other than a list")
+            raise LmsInDoubt("TalentLMS answered courses with something other than a list")
         return [LmsCourse(id=str(c["id"]), name=str(c.get("name", ""))) for c in body if isinstance(c, dict)]
 
-    def rate_limit_status(self) -> RateLimitStatus:
-        """``GET ratelimit`` (not counted by TalentLMS, so it skips the limiter); updates the gauge."""
+    def course_users(self, course_id: str) -> set[str]:
+        """``courses/id:X`` → ``users[]`` ids; ``LmsCourseMissing`` when the course is gone."""
         try:
-            body = self._send("rate_limit", "GET", "ratelimit", limited=False)
-        except _Refusal as refusal:
-            raise self._permanent("rate_limit", refusal) from None
-        self._count("rate_limit", "ok")
+            body = self._send("course_users", "GET", "courses", args={"id": course_id})
+        except Refusal as refusal:
+            raise refusal_error("course_users", refusal, course_id=course_id) from None
+        ids = _ids(body, "users", "course_users")
+        count("course_users", "ok")
+        return ids
+
+    # --- budget and links --------------------------------------------------------------------------------
+
+    def quota(self) -> Quota:
+        """``GET ratelimit``: not counted by TalentLMS, so it skips the budget; the budget learns from it."""
         try:
-            status = RateLimitStatus(
-                limit=int(body["limit"]),
-                remaining=int(body["remaining"]),
-                reset=float(body["reset"]),
-                formatted_reset=str(body.get("formatted_reset", "")),
+            body = self._send("quota", "GET", "ratelimit", counted=False)
+        except Refusal as refusal:
+            raise refusal_error("quota", refusal) from None
+        try:
+            quota = Quota(
+                limit=int(body["limit"]), remaining=int(body["remaining"]), reset_at=float(body["reset"])
             )
         except (KeyError, TypeError, ValueError):
-            raise LmsTransientError("TalentLMS answered ratelimit in an unexpected shape") from None
-        LMS_RATE_LIMIT_REMAINING.set(status.remaining)
-        return status
+            count("quota", "in_doubt")
+            raise LmsInDoubt("TalentLMS answered ratelimit in an unexpected shape") from None
+        count("quota", "ok")
+        self.budget.learn(quota)
+        return quota
 
-    # --- plumbing -----------------------------------------------------------------------------------------
+    def course_link(self, user_id: str, course_id: str) -> str:
+        """``gotocourse``: a one-click sign-in link into the course (short-lived: never log or store it)."""
+        args = {"user_id": str(user_id), "course_id": str(course_id)}
+        try:
+            body = self._send("course_link", "GET", "gotocourse", args=args)
+        except Refusal as refusal:
+            raise refusal_error("course_link", refusal, lms_user_id=user_id, course_id=course_id) from None
+        url = body.get("goto_url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url:
+            count("course_link", "in_doubt")
+            raise LmsInDoubt("TalentLMS answered gotocourse without a goto_url")
+        count("course_link", "ok")
+        return url
 
-    def _find_user(self, call: str, key: str, value: str) -> LmsUser | None:
+    # --- plumbing ----------------------------------------------------------------------------------------
+
+    def _find_user(self, call: str, key: str, value: str) -> dict[str, Any] | None:
         try:
             body = self._send(call, "GET", "users", args={key: value})
-        except _Refusal as refusal:
-            if _says(refusal, USER_DOES_NOT_EXIST):
-                self._count(call, "ok")
+        except Refusal as refusal:
+            if refusal.says(USER_DOES_NOT_EXIST):
+                count(call, "ok")
                 return None
-            raise self._permanent(call, refusal) from None
-        self._count(call, "ok")
-        return _user(body)
+            raise refusal_error(call, refusal) from None
+        count(call, "ok")
+        return body
 
     def _existing_user(self, email: str) -> LmsUser:
         user = self.find_user_by_email(email)
         if user is None:
-            # Reported as taken, then not found: deleted in between, or a lagging replica. Try again later.
-            raise LmsTransientError("TalentLMS reported the email as taken but the user was not found")
+            # Reported as taken, then not found: deleted in between, or a lagging replica. Find out later.
+            raise LmsInDoubt("TalentLMS reported the email as taken but the user was not found")
         return user
 
     def _url(self, action: str, args: Mapping[str, str] | None) -> str:
@@ -291,118 +290,42 @@ class TalentLmsClient:
         *,
         args: Mapping[str, str] | None = None,
         form: Mapping[str, str] | None = None,
-        limited: bool = True,
+        counted: bool = True,
     ) -> Any:
-        """The JSON body of a successful answer; ``_Refusal`` for an error answer a caller may accept.
-
-        Transient failures are counted here and raised as ``LmsTransientError``.
-        """
-        limiter = self.limiter if limited else None
-        if limiter is not None:
-            try:
-                limiter.reserve()
-            except LmsTransientError:
-                LMS_THROTTLED.labels(call).inc()
-                raise
-        started = time.perf_counter()
-        failure: str | None = None
-        try:
-            response = self._session.request(
-                method,
-                self._url(action, args),
-                data=dict(form) if form is not None else None,
-                auth=self._auth,
-                timeout=self.timeout,
-                headers={"Accept": "application/json"},
-                allow_redirects=False,
-            )
-        except requests.Timeout:
-            failure = f"TalentLMS did not answer {call} within {self.timeout:g}s"
-        except requests.RequestException as exc:
-            failure = f"could not reach TalentLMS for {call} ({type(exc).__name__})"
-        finally:
-            LMS_CALL_SECONDS.labels(call).observe(time.perf_counter() - started)
-            if limiter is not None:
-                limiter.release()  # the slot's W seconds start when the call ends
-        if failure is not None:
-            # Raised outside the except blocks: requests' exception (its text holds the URL, hence the
-            # email) is not even kept as __context__.
-            raise self._transient(call, failure)
-
-        status = response.status_code
-        remaining = _int_header(response.headers.get("X-RateLimit-Remaining"))
-        if remaining is not None:
-            LMS_RATE_LIMIT_REMAINING.set(remaining)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        message = _error_message(body)
-
-        if status == 429:
-            delay = _retry_delay(response.headers)
-            if self.limiter is not None:
-                self.limiter.back_off(delay)
-            self._count(call, "rate_limited")
-            log.warning("lms_rate_limited", call=call, back_off_seconds=round(delay, 3))
-            raise LmsTransientError(f"TalentLMS rate limit reached on {call}; retry in {delay:.1f}s")
-        if status >= 500 or status == 408:
-            raise self._transient(call, f"TalentLMS answered {call} with HTTP {status}", status=status)
-        if status in (401, 403):
-            reason = f"TalentLMS rejected the API key (HTTP {status}"
-            reason += f": {_clean(message)})" if message else ")"
-            self._count(call, "permanent")
-            log.error("lms_call_failed", call=call, outcome="permanent", status=status)
-            raise TalentLmsError(reason, call=call, status=status)
+        """The JSON body of a successful answer; ``Refusal`` for an error answer a caller may accept."""
+        response = self._transport.send(
+            call,
+            method,
+            self._url(action, args),
+            counted=counted,
+            data=dict(form) if form is not None else None,
+            auth=self._auth,
+            headers={"Accept": "application/json"},
+        )
+        body = json_or_none(response)
+        message = error_message(body) if isinstance(body, dict) and "error" in body else None
+        if message is None and not 200 <= response.status_code < 300:
+            message = error_message(body)
         if message is not None:
-            raise _Refusal(message, status)
-        if not 200 <= status < 300:
-            self._count(call, "permanent")
-            log.error("lms_call_failed", call=call, outcome="permanent", status=status)
+            raise Refusal(message, response.status_code)
+        if not 200 <= response.status_code < 300:
+            count(call, "permanent")
+            log.error("lms_call_failed", call=call, outcome="permanent", status=response.status_code)
             raise TalentLmsError(
-                f"TalentLMS answered {call} with HTTP {status} and no error message"
+                f"TalentLMS answered {call} with HTTP {response.status_code} and no error message"
                 " (check TALENTLMS_BASE_URL)",
                 call=call,
-                status=status,
+                status=response.status_code,
             )
         if body is None:
-            raise self._transient(call, f"TalentLMS answered {call} with an unreadable body", status=status)
+            count(call, "in_doubt")
+            raise LmsInDoubt(f"TalentLMS answered {call} with an unreadable body")
         return body
-
-    def _transient(self, call: str, reason: str, *, status: int | None = None) -> LmsTransientError:
-        self._count(call, "transient")
-        log.warning("lms_call_failed", call=call, outcome="transient", status=status)
-        return LmsTransientError(reason)
-
-    def _permanent(
-        self,
-        call: str,
-        refusal: _Refusal,
-        *,
-        user_id: str | None = None,
-        course_id: str | None = None,
-    ) -> TalentLmsError:
-        self._count(call, "permanent")
-        reason = _clean(refusal.message)
-        log.error(
-            "lms_call_failed",
-            call=call,
-            outcome="permanent",
-            status=refusal.status,
-            reason=reason,
-            lms_user_id=user_id,
-            course_id=course_id,
-        )
-        return TalentLmsError(reason, call=call, status=refusal.status)
-
-    @staticmethod
-    def _count(call: str, outcome: str) -> None:
-        LMS_CALLS.labels(call, outcome).inc()
 
 
 def _user(body: Any) -> LmsUser:
     if not isinstance(body, dict) or "id" not in body:
-        raise LmsTransientError("TalentLMS answered with a user in an unexpected shape")
+        raise LmsInDoubt("TalentLMS answered with a user in an unexpected shape")
     return LmsUser(
         id=str(body["id"]),
         email=str(body.get("email", "")),
@@ -411,59 +334,9 @@ def _user(body: Any) -> LmsUser:
     )
 
 
-def _error_message(body: Any) -> str | None:
-    if not isinstance(body, dict) or "error" not in body:
-        return None
-    error = body["error"]
-    if isinstance(error, dict):
-        return str(error.get("message") or error.get("type") or "unknown error")
-    return str(error)
-
-
-def _says(refusal: _Refusal, fragment: str) -> bool:
-    return fragment in refusal.message.lower()
-
-
-def _clean(message: str) -> str:
-    """TalentLMS's message, with anything that looks like an email, a secret or a phone masked."""
-    return scrub_text(message.strip())[:300] or "unknown error"
-
-
-def _int_header(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _reset_delay(headers: Mapping[str, str]) -> float | None:
-    """Seconds until ``X-RateLimit-Reset`` (an epoch timestamp; a small number is read as seconds)."""
-    raw = headers.get("X-RateLimit-Reset")
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    delay = value - time.time() if value > 1_000_000_000 else value
-    return min(max(delay, 0.0), MAX_BACKOFF_SECONDS)
-
-
-def _retry_delay(headers: Mapping[str, str]) -> float:
-    """How long to pause after a 429: Retry-After (seconds or HTTP date), else X-RateLimit-Reset."""
-    raw = headers.get("Retry-After")
-    if raw is not None:
-        try:
-            delay = float(raw)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(raw)
-                delay = when.timestamp() - time.time()
-            except (TypeError, ValueError):
-                delay = math.nan
-        if not math.isnan(delay):
-            return min(max(delay, 0.0), MAX_BACKOFF_SECONDS)
-    reset = _reset_delay(headers)
-    if reset is not None and reset > 0:
-        return reset
-    return DEFAULT_BACKOFF_SECONDS
+def _ids(body: Any, key: str, call: str) -> set[str]:
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        count(call, "in_doubt")
+        raise LmsInDoubt(f"TalentLMS answered {call} without a {key} list")
+    return {str(item["id"]) for item in items if isinstance(item, dict) and "id" in item}
