@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from enrollment.domain.access import AccessSource, Signal, apply_all
 from enrollment.domain.ids import access_id_for, entitlement_id, is_valid_email, normalise_email
 from enrollment.domain.mapping import InvalidMapping, parse_mapping
-from enrollment.domain.saga import AccessSource, Entitlement, Signal, apply_all
 from enrollment.domain.signals import access_signal, payment_signal
 
 ACCESS = "sub:SUB-1:4711"
@@ -109,46 +109,6 @@ def test_suspension_before_any_approval_is_remembered() -> None:
 def test_source_json_roundtrip() -> None:
     source = apply_all(ACCESS, [signal("approve", 1), signal("suspend", 2)])
     assert AccessSource.from_json(source.to_json()) == source
-
-
-def _entitlement(**sources: str) -> Entitlement:
-    ent = Entitlement.new("ent-1", "ana@example.com", "7", at(0))
-    ent.sources = {name: {"state": state, "reason": f"{name} {state}"} for name, state in sources.items()}
-    return ent
-
-
-def test_entitlement_enrolls_only_when_desired_and_not_recorded() -> None:
-    ent = _entitlement(a="active")
-    assert ent.next_action() == "enroll"
-    ent.record("enroll", at(1))
-    assert ent.next_action() is None
-    assert ent.status == "enrolled"
-
-
-def test_entitlement_keeps_the_course_while_another_source_covers_it() -> None:
-    ent = _entitlement(a="revoked", b="active")
-    ent.lms_state = "enrolled"
-    assert ent.next_action() is None
-    ent.sources["b"]["state"] = "inactive"
-    assert ent.next_action() == "unenroll"
-    ent.record("unenroll", at(2))
-    assert ent.status == "not_enrolled"  # never enrolled by us before: revoked_at only
-    assert ent.revocation_reason("a") == "a revoked"
-
-
-def test_never_enrolled_entitlement_does_not_unenroll() -> None:
-    assert _entitlement(a="revoked").next_action() is None
-
-
-def test_entitlement_status_failed_and_pending() -> None:
-    ent = _entitlement(a="active")
-    assert ent.status == "pending"
-    ent.failed_reason = "The requested course does not exist"
-    assert ent.status == "failed"
-    assert Entitlement.from_json(ent.to_json()).status == "failed"
-
-
-# --- ids, signals and mappings ----------------------------------------------------------------------------
 
 
 def test_ids() -> None:
