@@ -56,7 +56,7 @@ def test_list_courses(lms_client: TalentLmsClient) -> None:
 
 def test_sign_up_then_find_by_email_with_plus_and_at(lms_client: TalentLmsClient, fake_lms: Any) -> None:
     user = sign_up(lms_client)
-    assert user == LmsUser(id=user.id, email=EMAIL, login="ana.souza", active=True)
+    assert user == LmsUser(id=user.id, email=EMAIL, login="ana.souza", active=True, courses=frozenset())
     assert user.id.isdigit()
     assert lms_client.find_user_by_email(EMAIL) == user
     assert lms_client.find_user_by_id(user.id) == user
@@ -104,7 +104,9 @@ def test_unenroll_twice_is_true_then_false(lms_client: TalentLmsClient, fake_lms
 def test_set_user_active(lms_client: TalentLmsClient) -> None:
     user = sign_up(lms_client)
     lms_client.set_user_active(user.id, False)
-    assert lms_client.find_user_by_id(user.id) == LmsUser(user.id, EMAIL, "ana.souza", active=False)
+    assert lms_client.find_user_by_id(user.id) == LmsUser(
+        user.id, EMAIL, "ana.souza", active=False, courses=frozenset()
+    )
     lms_client.set_user_active(user.id, True)
     assert lms_client.find_user_by_email(EMAIL).active is True  # type: ignore[union-attr]
     with pytest.raises(LmsPermanentError, match=r"^The requested user does not exist$"):

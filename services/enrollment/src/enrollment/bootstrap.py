@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from flask import Flask
@@ -50,9 +51,21 @@ def build_lms(settings: EnrollmentSettings) -> LearningPlatform:
             f"the enrollment worker needs {' and '.join(missing)} (e.g. TALENTLMS_BASE_URL="
             "https://acme.talentlms.com/api/v1 and the portal's API key)"
         )
-    from enrollment.adapters.talentlms_facade import build_talentlms
+    from enrollment.adapters.talentlms_platform import DEFAULT_API_VERSION, TalentLmsConfig, build_talentlms
 
-    return build_talentlms(settings)
+    return build_talentlms(
+        TalentLmsConfig(
+            base_url=settings.talentlms_base_url or "",
+            api_key=settings.talentlms_api_key or "",
+            v2_base_url=os.environ.get("TALENTLMS_V2_BASE_URL") or None,
+            api_version=os.environ.get("TALENTLMS_API_VERSION") or DEFAULT_API_VERSION,
+            hourly_quota=settings.hourly_quota,
+            quota_window_seconds=settings.quota_window,
+            timeout=settings.lms_timeout,
+            rate_limit_calls=settings.rate_limit_calls,
+            rate_limit_window_seconds=settings.rate_limit_period,
+        )
+    )
 
 
 def build_api(

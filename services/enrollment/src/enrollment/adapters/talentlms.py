@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -154,7 +155,7 @@ class TalentLmsClient:
                         continue
                 raise refusal_error("sign_up", refusal) from None
             count("sign_up", "ok")
-            return _user(body)
+            return replace(_user(body), courses=frozenset())  # created just now: no course yet
         raise AssertionError("unreachable")  # pragma: no cover
 
     def user_courses(self, user_id: str) -> set[str]:
@@ -326,11 +327,18 @@ class TalentLmsClient:
 def _user(body: Any) -> LmsUser:
     if not isinstance(body, dict) or "id" not in body:
         raise LmsInDoubt("TalentLMS answered with a user in an unexpected shape")
+    courses = body.get("courses")
     return LmsUser(
         id=str(body["id"]),
         email=str(body.get("email", "")),
         login=str(body.get("login", "")),
         active=str(body.get("status", "active")).lower() == "active",
+        # ``users/email:`` and ``users/id:`` list the user's courses; a sign-up answer does not.
+        courses=(
+            frozenset(str(c["id"]) for c in courses if isinstance(c, dict) and "id" in c)
+            if isinstance(courses, list)
+            else None
+        ),
     )
 
 
