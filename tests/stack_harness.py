@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from waiting import wait_for
 import waiting
 
 HOTTOK = "faults-hottok-5f1c2a"
@@ -132,9 +133,7 @@ class Stack:
             TALENTLMS_TIMEOUT_SECONDS="2",
             INGEST_RELAY_POLL_SECONDS="0.05",
             ENROLLMENT_RELAY_POLL_SECONDS="0.05",
-            ENROLLMENT_REDRIVE_SECONDS="0.5",
-            ENROLLMENT_RECONCILE_SECONDS="5",
-            ENROLLMENT_STALE_AFTER_SECONDS="20",
+            ENROLLMENT_LEASE_SECONDS="6",
             SUBSCRIPTION_SWEEP_INTERVAL_SECONDS="5",
             PYTHONUNBUFFERED="1",
             LOG_LEVEL="INFO",
@@ -293,13 +292,19 @@ class Stack:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     def map_products(self, mappings: dict[str, list[str]] = MAPPINGS) -> None:
+        """Map products to courses (once the worker has read TalentLMS's course list: 503 before)."""
         for product, courses in mappings.items():
-            response = requests.put(
-                f"{self.urls['enrollment']}/admin/products/{product}",
-                json={"course_ids": courses},
-                headers=self.admin,
-                timeout=10,
-            )
+
+            def put(product: str = product, courses: list[str] = courses) -> list[requests.Response]:
+                response = requests.put(
+                    f"{self.urls['enrollment']}/admin/products/{product}",
+                    json={"course_ids": courses},
+                    headers=self.admin,
+                    timeout=10,
+                )
+                return [] if response.status_code == 503 else [response]  # a list: 4xx stays truthy
+
+            [response] = wait_for(put, timeout=60, what="the course list to load")
             assert response.status_code in (200, 201), response.text
 
     def post_webhook(self, body: dict[str, Any] | bytes, session: requests.Session | None = None) -> dict:

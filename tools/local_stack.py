@@ -117,9 +117,16 @@ def map_demo_products(env: dict[str, str], stopping: threading.Event) -> None:
     for product_id, mapping in DEMO_MAPPINGS.items():
         url = f"{base}/admin/products/{product_id}"
         try:
-            if requests.get(url, headers=headers, timeout=5).status_code == 404:
-                requests.put(url, json=mapping, headers=headers, timeout=5).raise_for_status()
-                print(f"mapped demo product {product_id} -> courses {mapping['course_ids']}", flush=True)
+            if requests.get(url, headers=headers, timeout=5).status_code != 404:
+                continue
+            # 503 until the worker has read TalentLMS's course list (mappings are checked against it).
+            while not stopping.is_set() and time.monotonic() < deadline + 60:
+                response = requests.put(url, json=mapping, headers=headers, timeout=5)
+                if response.status_code != 503:
+                    response.raise_for_status()
+                    print(f"mapped demo product {product_id} -> courses {mapping['course_ids']}", flush=True)
+                    break
+                stopping.wait(0.5)
         except requests.RequestException as error:
             print(f"could not map demo product {product_id}: {error}", flush=True)
 

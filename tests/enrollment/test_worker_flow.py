@@ -1,5 +1,6 @@
-"""The enrollment worker on both backends (embedded SQLite, and Google's emulators): subscribers, the
-outbox relay, parked re-drive and the dead-letter replay command, with an in-memory LMS."""
+"""The enrollment worker on both backends (embedded SQLite, and Google's emulators): subscribers that only
+decide and queue, the dispatcher and the outbox relay under their leases, parked approvals granted once
+mapped, and the dead-letter replay command, with an in-memory LMS."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class Stack:
         settings = EnrollmentSettings(
             platform=PlatformSettings(backend="embedded", data_dir=tmp_path, service_name="enrollment"),
             relay_poll_interval=0.05,
-            redrive_interval=0.2,
+            lease_seconds=6,
         )
         self.worker = build_worker(settings, store=self.store, bus=self.bus, lms=self.lms)
         self.received: list[Event] = []
@@ -108,7 +109,7 @@ def test_approval_then_refund_through_the_worker(stack: Stack) -> None:
 def test_parked_approval_is_applied_once_the_product_is_mapped(stack: Stack) -> None:
     stack.publish(payment_event(transaction="HP5", product="4712"))
     wait_for(lambda: Catalogue(stack.store).parked() != [], "the approval to be parked")
-    assert stack.lms.total_calls == 0
+    assert stack.lms.calls["enroll"] == 0 and stack.lms.calls["sign_up"] == 0
     Catalogue(stack.store).put(parse_mapping("4712", {"course_ids": ["11"]}))
     wait_for(lambda: stack.lms.enrolled(EMAIL) == {"11"}, "the parked approval to be applied")
 
