@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from waiting import wait_for
 import waiting
 
 HOTTOK = "faults-hottok-5f1c2a"
