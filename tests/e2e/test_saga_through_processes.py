@@ -3,7 +3,6 @@ enrollment (API + worker). Webhook in -> enrolled in the fake LMS -> refund webh
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
@@ -30,11 +29,12 @@ def test_webhook_to_enrollment_and_refund_to_removal(tmp_path: Path) -> None:
         assert stack.post_webhook(sample("purchase_approved_one_off"))["status"] == "accepted"
         wait_for(lambda: courses_of(stack, EMAIL) == {"12"}, "the student to be enrolled in course 12")
         calls = stack.fake_state()["calls"]
-        assert sum(calls.values()) - calls.get("ratelimit", 0) <= 2, calls  # new student: signup + enroll
+        per_student = {k: v for k, v in calls.items() if k not in ("ratelimit", "courses")}
+        assert sum(per_student.values()) <= 2, calls  # new student: signup + enroll
 
         assert stack.post_webhook(sample("purchase_refunded"))["status"] == "accepted"
         wait_for(lambda: courses_of(stack, EMAIL) == set(), "the student to be removed from course 12")
 
         courses = stack.student(EMAIL)
         assert [(c["course_id"], c["status"]) for c in courses] == [("12", "revoked")]
-        assert "tx:HP2000000001" in json.dumps(courses)
+        assert courses[0]["reason"].startswith("no access: purchase refunded on ")

@@ -134,7 +134,7 @@ class BatchEnroller:
             found = {
                 user.email.lower(): user
                 for user in self._call(
-                    outcome, lambda started=started: self.lms.users_updated_since(started - 5.0)
+                    outcome, lambda started=started: self.lms.users_updated_since(started - 1.0)
                 )
             }
             resolved = 0

@@ -33,7 +33,7 @@ from enrollment.service_layer.courses import CourseListCache
 from enrollment.service_layer.fanout import Fanout
 from enrollment.service_layer.ports import LearningPlatform, LmsAuthRejected, LmsError, Quota
 from enrollment.service_layer.reconcile import Reconciler, Turn
-from enrollment.service_layer.repository import GRANT_LANE, LMS_STATE, QUEUE, REVOKE_LANE
+from enrollment.service_layer.repository import GRANT_LANE, LMS_STATE, PARKED, QUEUE, REVOKE_LANE
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,10 @@ RATE_LIMITED_SECONDS = Gauge(
     "coursebridge_lms_rate_limited_seconds",
     "Seconds the dispatcher still waits for TalentLMS's limit to reset",
 )
+PARKED_OLDEST = Gauge(
+    "coursebridge_parked_oldest_age_seconds", "Age of the oldest paid purchase waiting for a product mapping"
+)
+PARKED_COUNT = Gauge("coursebridge_parked_purchases", "Paid purchases waiting for a product mapping")
 STUDENTS_SERVED = Counter(
     "coursebridge_lms_students_served_total", "Students brought to desired state", ["path"]
 )
@@ -325,8 +329,15 @@ class Dispatcher:
             age = max(0.0, now - parse_time(oldest[0].data["since"]).timestamp()) if oldest else 0.0
             lanes[lane] = {"depth": depth, "oldest_age_seconds": round(age, 1)}
         quota = self.quota
+        oldest_parked = self.store.query(PARKED, order_by="parked_at", limit=1)
+        parked_age = (
+            max(0.0, now - parse_time(oldest_parked[0].data["parked_at"]).timestamp())
+            if oldest_parked
+            else 0.0
+        )
         return {
             "lanes": lanes,
+            "parked": {"count": self.store.count(PARKED), "oldest_age_seconds": round(parked_age, 1)},
             "depth": total,
             "eta_seconds": round(self.eta(total), 1),
             "calls_per_student": round(self.pace.calls_per_student, 3),
@@ -366,6 +377,8 @@ class Dispatcher:
             QUEUE_DEPTH.labels(lane).set(figures["depth"])
             QUEUE_OLDEST.labels(lane).set(figures["oldest_age_seconds"])
         QUEUE_ETA.set(status["eta_seconds"])
+        PARKED_COUNT.set(status["parked"]["count"])
+        PARKED_OLDEST.set(status["parked"]["oldest_age_seconds"])
         status["last_round"] = {"served": report.served, "calls": report.calls, "batched": report.batched}
         self.store.set(LMS_STATE, STATE_DOC, status)
         self._published_at = self.clock()
