@@ -8,7 +8,6 @@ import threading
 from flask import Flask
 
 from coursebridge.backends import open_bus, open_store
-from coursebridge.lease import Lease, singleton
 from coursebridge.outbox import Outbox, OutboxRelay
 from coursebridge.ports import DocumentStore, MessageBus
 from coursebridge.runtime.app import create_app
@@ -17,6 +16,7 @@ from coursebridge.runtime.worker import Worker
 from coursebridge.topology import TOPOLOGY
 from enrollment.config import EnrollmentSettings
 from enrollment.entrypoints.api import admin_blueprint
+from enrollment.entrypoints.loops import RELAY_BATCH, dispatcher_loop, relay_loop
 from enrollment.service_layer.audit import DriftAudit
 from enrollment.service_layer.batch import BatchEnroller
 from enrollment.service_layer.courses import CourseListCache
@@ -28,7 +28,6 @@ from enrollment.service_layer.ports import LearningPlatform
 from enrollment.service_layer.reconcile import Announcer, Reconciler
 
 SERVICE = "enrollment"
-RELAY_BATCH = 100
 PAYMENTS_SUBSCRIPTION = TOPOLOGY.subscription("enrollment.payments").name
 SUBSCRIPTIONS_SUBSCRIPTION = TOPOLOGY.subscription("enrollment.subscriptions").name
 
@@ -133,22 +132,7 @@ def build_worker(
     dispatcher = build_dispatcher(store, lms, settings)
     wake = threading.Event()
     intake = Intake(store, on_queued=wake.set)
-    relay = OutboxRelay(store, bus, service=SERVICE)
-
-    def dispatch_round() -> float:
-        wake.clear()
-        return dispatcher.run_round()
-
-    backoff = [settings.relay_poll_interval]
-
-    def relay_round() -> float:
-        round_ = relay.relay_once()
-        if round_.errors:  # the bus is down or an entry is refused: back off, the entries wait
-            backoff[0] = min(30.0, backoff[0] * 2)
-            return backoff[0]
-        backoff[0] = settings.relay_poll_interval
-        return 0.0 if round_.published >= RELAY_BATCH else settings.relay_poll_interval
-
+    relay = OutboxRelay(store, bus, service=SERVICE, batch_size=RELAY_BATCH)
     ttl = settings.lease_seconds
     return Worker(
         service=SERVICE,
@@ -158,12 +142,8 @@ def build_worker(
             SUBSCRIPTIONS_SUBSCRIPTION: subscriptions_dispatcher(intake),
         },
         loops={
-            "lms-dispatcher": singleton(
-                Lease(store, "lms-dispatcher", ttl=ttl), dispatch_round, idle=0.5, wake=wake
-            ),
-            "outbox-relay": singleton(
-                Lease(store, "outbox-relay", ttl=ttl), relay_round, idle=settings.relay_poll_interval
-            ),
+            "lms-dispatcher": dispatcher_loop(store, dispatcher, wake, ttl),
+            "outbox-relay": relay_loop(store, relay, settings.relay_poll_interval, ttl),
         },
         readiness={"store": store.check, "bus": bus.check},
         max_in_flight=settings.max_in_flight,
