@@ -10,7 +10,7 @@ from coursebridge.runtime.logging import configure_logging, register_secret
 from coursebridge.runtime.worker import Worker
 from coursebridge.topology import TOPOLOGY
 from ingest.config import MAX_BODY_BYTES, IngestSettings
-from ingest.entrypoints.api import count_too_large, webhook_blueprint
+from ingest.entrypoints.api import count_too_large, restore_last_received, webhook_blueprint
 from ingest.service_layer.relay import webhook_relay
 
 SERVICE = "ingest"
@@ -23,12 +23,20 @@ def build_api(settings: IngestSettings | None = None) -> Flask:
     store = open_store(settings.platform, SERVICE)
     app = create_app(
         SERVICE,
-        blueprints=[webhook_blueprint(store, settings.hottoks, settings.admin_token)],
+        blueprints=[
+            webhook_blueprint(
+                store,
+                settings.hottoks,
+                settings.admin_token,
+                accept_test_events=settings.accept_test_events,
+            )
+        ],
         readiness={"store": store.check},
         max_content_length=MAX_BODY_BYTES,
         gcp_project=settings.platform.gcp_project if settings.platform.backend == "gcp" else None,
     )
     count_too_large(app)
+    restore_last_received(store)
     return app
 
 

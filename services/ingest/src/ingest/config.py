@@ -18,6 +18,7 @@ class IngestSettings:
     port: int = 8080
     relay_batch_size: int = 100
     relay_poll_interval: float = 0.2
+    accept_test_events: bool = False  # Hotmart "send test" bodies are recorded, published only on opt-in
 
     @classmethod
     def from_env(cls, *, require_hottok: bool = True) -> IngestSettings:
@@ -34,4 +35,9 @@ class IngestSettings:
             port=int(os.environ.get("INGEST_PORT", "8080")),
             relay_batch_size=int(os.environ.get("INGEST_RELAY_BATCH_SIZE", "100")),
             relay_poll_interval=float(os.environ.get("INGEST_RELAY_POLL_SECONDS", "0.2")),
+            accept_test_events=_flag("HOTMART_ACCEPT_TEST_EVENTS"),
         )
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

@@ -63,7 +63,7 @@ CHARGE_DATE_KIND = "update_subscription_charge_date"
 SWITCH_PLAN_KIND = "switch_plan"
 CANCELLATION_KIND = "subscription_cancellation"
 DELAYED_KIND = "purchase_delayed"
-OVERDUE_STATUSES = frozenset({"overdue", "delayed"})
+OVERDUE_STATUSES = frozenset({"overdue", "delayed", "past_due"})
 CANCELLED_STATUSES = frozenset({"canceled_by_customer", "canceled_by_seller", "canceled_by_admin", "expired"})
 # kinds whose next-charge date says how far the subscription is paid
 PAID_THROUGH_KINDS = APPROVAL_KINDS | {CANCELLATION_KIND, CHARGE_DATE_KIND, SWITCH_PLAN_KIND}
@@ -129,7 +129,11 @@ class PaymentFact:
             approved_at=purchase.get("approved_at"),
             purchase_status=purchase.get("status"),
             subscription_status=subscription.get("status"),
-            is_subscription=bool(purchase.get("is_subscription")) or bool(subscription),
+            # A purchase says itself whether it is a subscription charge (ingest decides it from the
+            # subscriber code); a subscription block without a code (e.g. a status only) proves nothing.
+            is_subscription=bool(purchase.get("is_subscription"))
+            if purchase
+            else bool(subscription.get("subscriber_code")),
         )
 
     @property
