@@ -19,7 +19,7 @@ SERVICE = "ingest"
 def build_api(settings: IngestSettings | None = None) -> Flask:
     settings = settings or IngestSettings.from_env()
     configure_logging(SERVICE, settings.platform.log_level)
-    register_secret(*settings.hottoks, settings.admin_token)
+    register_secret(*settings.hottoks, settings.admin_token, *_api_secrets(settings))
     store = open_store(settings.platform, SERVICE)
     app = create_app(
         SERVICE,
@@ -33,6 +33,7 @@ def build_api(settings: IngestSettings | None = None) -> Flask:
         ],
         readiness={"store": store.check},
         max_content_length=MAX_BODY_BYTES,
+        notes={"hotmart_api": settings.hotmart_api_status},
         gcp_project=settings.platform.gcp_project if settings.platform.backend == "gcp" else None,
     )
     count_too_large(app)
@@ -54,3 +55,8 @@ def build_relay_worker(settings: IngestSettings | None = None, *, provision: boo
         loops={"outbox-relay": lambda stop: relay.run(stop, poll_interval=settings.relay_poll_interval)},
         readiness={"store": store.check, "bus": bus.check},
     )
+
+
+def _api_secrets(settings: IngestSettings) -> tuple[str, ...]:
+    api = settings.hotmart_api
+    return () if api is None else (api.client_secret, api.basic)
