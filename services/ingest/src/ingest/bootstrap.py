@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask
+from prometheus_client import REGISTRY
 
 from coursebridge.backends import open_bus, open_store
+from coursebridge.lease import Lease, singleton
 from coursebridge.runtime.app import create_app
 from coursebridge.runtime.logging import configure_logging, register_secret
 from coursebridge.runtime.worker import Worker
@@ -49,10 +51,22 @@ def build_relay_worker(settings: IngestSettings | None = None, *, provision: boo
     if provision:
         bus.provision(TOPOLOGY)
     relay = webhook_relay(store, bus, batch_size=settings.relay_batch_size)
+    loops = {"outbox-relay": lambda stop: relay.run(stop, poll_interval=settings.relay_poll_interval)}
+    _register_totals(store)
+    if settings.reconcile_loop and settings.hotmart_api is not None:
+        from ingest.adapters.hotmart_api import HotmartApi
+        from ingest.entrypoints.reconcile import reconcile_work_round
+
+        register_secret(*_api_secrets(settings))
+        api = HotmartApi(settings.hotmart_api)
+        lease = Lease(store, "hotmart-reconciliation", ttl=900.0)  # a round may take minutes
+        loops["hotmart-reconciliation"] = singleton(
+            lease, reconcile_work_round(store, api, settings), idle=5.0
+        )
     return Worker(
         service=SERVICE,
         bus=bus,
-        loops={"outbox-relay": lambda stop: relay.run(stop, poll_interval=settings.relay_poll_interval)},
+        loops=loops,
         readiness={"store": store.check, "bus": bus.check},
     )
 
@@ -60,3 +74,16 @@ def build_relay_worker(settings: IngestSettings | None = None, *, provision: boo
 def _api_secrets(settings: IngestSettings) -> tuple[str, ...]:
     api = settings.hotmart_api
     return () if api is None else (api.client_secret, api.basic)
+
+
+_totals_registered = False
+
+
+def _register_totals(store) -> None:
+    """The reconciliation totals collector, once per process (tests build several workers)."""
+    global _totals_registered
+    if not _totals_registered:
+        from ingest.entrypoints.reconcile import RecoveredTotals
+
+        REGISTRY.register(RecoveredTotals(store))
+        _totals_registered = True

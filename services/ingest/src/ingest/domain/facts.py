@@ -46,6 +46,20 @@ def fact_key(kind: str, transaction: str | None) -> str | None:
     return None
 
 
+# A sale found refunded (charged back, disputed, complete) was approved first: the approval is part of
+# what was recovered, so its late webhook must not re-grant what the refund took away.
+IMPLIED_KINDS: dict[str, tuple[str, ...]] = {
+    "purchase_refunded": ("purchase_approved",),
+    "purchase_chargeback": ("purchase_approved",),
+    "purchase_protest": ("purchase_approved",),
+    "purchase_complete": ("purchase_approved",),
+}
+
+
+def implied_fact_keys(kind: str, transaction: str | None) -> list[str]:
+    return [key for implied in IMPLIED_KINDS.get(kind, ()) if (key := fact_key(implied, transaction))]
+
+
 def subscription_status(data: dict[str, Any]) -> str | None:
     """active / overdue / cancelled as one payment event says it, or None when it says nothing."""
     kind = data.get("kind")
