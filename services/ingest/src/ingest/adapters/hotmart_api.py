@@ -106,6 +106,7 @@ class HotmartApi:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         max_retries: int = 5,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         self.settings = settings
         self._session = session or requests.Session()
@@ -113,6 +114,7 @@ class HotmartApi:
         self._clock = clock
         self._sleep = sleep
         self._max_retries = max_retries
+        self.page_size = page_size
         self._token: str | None = None
         self._token_expires = 0.0
         self._lock = threading.Lock()
@@ -168,17 +170,17 @@ class HotmartApi:
             return response.json()
         raise HotmartApiError(f"GET {path} unauthorised after a new token", 401)  # pragma: no cover
 
-    def paginate(self, path: str, params: Params, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
+    def paginate(self, path: str, params: Params, page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every item of a paged listing, following ``next_page_token`` to the end."""
         for page in self.pages(path, params, page_size=page_size):
             yield from page[0]
 
     def pages(
-        self, path: str, params: Params, *, page_size: int = PAGE_SIZE, page_token: str | None = None
+        self, path: str, params: Params, *, page_size: int | None = None, page_token: str | None = None
     ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """(items, token of the next page) page by page: a resumable caller stores the token."""
         while True:
-            query = {**params, "max_results": page_size}
+            query = {**params, "max_results": page_size or self.page_size}
             if page_token:
                 query["page_token"] = page_token
             body = self.get(path, query)
