@@ -125,3 +125,14 @@ def test_dry_run_writes_nothing_and_summarises(hotmart, store):
     assert report["products_unmapped"] == ["4712"]
     assert report["courses_to_grant"] == {"101": 36}
     assert "unavailable" in dry_run_report(summary, None)["mapping"]
+
+
+def test_without_its_checkpoints_a_second_backfill_still_publishes_nothing(hotmart, store):
+    server, _state = hotmart
+    backfill(store, client(server), START, END, window_days=31)
+    before = outbox_kinds(store)
+    store.delete(CHECKPOINTS, "2025-01-01_2025-04-01")
+    again = backfill(store, client(server), START, END, window_days=15)  # other windows, same facts
+    assert again.resumed_windows == 0 and sum(again.published.values()) == 0
+    assert again.already_known == 108 + 12 + 1
+    assert outbox_kinds(store) == before

@@ -420,3 +420,20 @@ def test_quarantine_command_reprocesses_everything_still_waiting(platform, store
     assert quarantine_cli(["list"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"quarantined": 1}
     assert {store.get(WEBHOOKS, b["id"])["status"] for b in (first, second)} == {"pending"}
+
+
+def test_last_webhook_time_is_a_gauge_restored_after_a_restart(settings, client, post):
+    import time as _time
+
+    from prometheus_client import REGISTRY
+
+    from ingest.bootstrap import build_api
+    from ingest.entrypoints.api import WEBHOOK_LAST_RECEIVED
+
+    name = "coursebridge_webhook_last_received_timestamp_seconds"
+    before = _time.time()
+    post(load("prod_renewal_model_i.json"))
+    assert REGISTRY.get_sample_value(name) >= before - 1
+    WEBHOOK_LAST_RECEIVED.set(0)  # a new process starts at zero...
+    build_api(settings)  # ...and reads the newest stored webhook
+    assert REGISTRY.get_sample_value(name) >= before - 1
