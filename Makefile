@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: run test lint format samples bench env clean
+.PHONY: run test lint format samples bench backfill env clean
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -26,6 +26,11 @@ run: env
 ## Send sample Hotmart webhooks to the running local stack.
 samples: env
 	$(RUN) python -m ingest.entrypoints.send_samples $(ARGS)
+
+## Import historical Hotmart sales and subscriptions (docs/ingest/reconciliation.md):
+##   make backfill ARGS="--from 2025-01-01 --to 2025-12-31 [--dry-run]"
+backfill: env
+	$(RUN) python tools/local_stack.py backfill $(ARGS)
 
 ## Every test: unit, contract (embedded and Google's emulators), service and end to end.
 test: env

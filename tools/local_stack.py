@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GRACE_SECONDS = 30
 FAKE_TALENTLMS_PORT = "8090"
 FAKE_TALENTLMS_API_KEY = "local-fake-talentlms-key"
+FAKE_HOTMART_PORT = "8091"
+FAKE_HOTMART_CLIENT_ID = "local-fake-hotmart-client"
+FAKE_HOTMART_CLIENT_SECRET = "local-fake-hotmart-secret"  # noqa: S105 - the local fake's credential
 SERVICES = (
     ("ingest", "INGEST_PORT", "8080"),
     ("enrollment", "ENROLLMENT_PORT", "8081"),
@@ -74,6 +77,8 @@ def process_specs(env: dict[str, str]) -> list[ProcessSpec]:
     specs: list[ProcessSpec] = []
     if "TALENTLMS_BASE_URL" not in os.environ and _available("talentlms_fake.__main__"):
         specs.append(ProcessSpec("fake-talentlms", [python, "-m", "talentlms_fake"], {}))
+    if "HOTMART_CLIENT_ID" not in os.environ and _available("hotmart_fake.__main__"):
+        specs.append(ProcessSpec("fake-hotmart", [python, "-m", "hotmart_fake"], {}))
     for service, port_variable, default_port in SERVICES:
         port = env.get(port_variable, default_port)
         if _available(f"{service}.entrypoints.api"):
@@ -91,7 +96,12 @@ def process_specs(env: dict[str, str]) -> list[ProcessSpec]:
             specs.append(
                 ProcessSpec(f"{service}-worker", [python, "-m", f"{service}.entrypoints.worker"], {})
             )
-    specs.append(ProcessSpec("ingest-relay", [python, "-m", "ingest.entrypoints.relay"], {}))
+    # The relay worker also reconciles with Hotmart's API (a lease keeps it to one replica).
+    specs.append(
+        ProcessSpec(
+            "ingest-relay", [python, "-m", "ingest.entrypoints.relay"], {"HOTMART_RECONCILE_LOOP": "1"}
+        )
+    )
     return specs
 
 
@@ -147,7 +157,8 @@ def _pump(name: str, stream, lock: threading.Lock) -> None:
             sys.stdout.flush()
 
 
-def main() -> int:
+def local_env() -> dict[str, str]:
+    """The environment every local process gets (``make run``, ``make backfill``)."""
     data_dir = Path(os.environ.get("COURSEBRIDGE_DATA_DIR", ".data")).resolve()
     env = {**os.environ, "COURSEBRIDGE_BACKEND": "embedded", "COURSEBRIDGE_DATA_DIR": str(data_dir)}
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -156,7 +167,26 @@ def main() -> int:
         fake_port = env.setdefault("TALENTLMS_FAKE_PORT", FAKE_TALENTLMS_PORT)
         env["TALENTLMS_BASE_URL"] = f"http://127.0.0.1:{fake_port}/api/v1"
         env["TALENTLMS_API_KEY"] = env.get("TALENTLMS_API_KEY") or FAKE_TALENTLMS_API_KEY
+    if "HOTMART_CLIENT_ID" not in os.environ:  # no real credentials: the local fake Hotmart
+        hotmart_port = env.setdefault("HOTMART_FAKE_PORT", FAKE_HOTMART_PORT)
+        env["HOTMART_CLIENT_ID"] = FAKE_HOTMART_CLIENT_ID
+        env["HOTMART_CLIENT_SECRET"] = FAKE_HOTMART_CLIENT_SECRET
+        env["HOTMART_API_BASE_URL"] = f"http://127.0.0.1:{hotmart_port}"
+        env["HOTMART_AUTH_URL"] = f"http://127.0.0.1:{hotmart_port}/security/oauth/token"
     env.setdefault("SUBSCRIPTION_SWEEP_INTERVAL_SECONDS", "30")
+    env.setdefault("ENROLLMENT_URL", f"http://127.0.0.1:{env.get('ENROLLMENT_PORT', '8081')}")
+    return env
+
+
+def backfill(argv: list[str]) -> int:
+    """``make backfill ARGS=...``: the backfill CLI with the local stack's environment."""
+    command = [sys.executable, "-m", "ingest.entrypoints.backfill", *argv]
+    return subprocess.run(command, env=local_env(), cwd=ROOT, check=False).returncode
+
+
+def main() -> int:
+    env = local_env()
+    data_dir = Path(env["COURSEBRIDGE_DATA_DIR"])
     provision(env)
 
     specs = process_specs(env)
@@ -170,6 +200,8 @@ def main() -> int:
         f"  data directory   {data_dir}\n"
         + "".join(f"  {name:<16} {url}\n" for name, url in urls.items())
         + f"  TalentLMS        {env.get('TALENTLMS_BASE_URL', '(not configured)')}\n"
+        f"  Hotmart API      {env.get('HOTMART_API_BASE_URL', 'https://developers.hotmart.com')}"
+        f" (reconciliation every {env.get('HOTMART_RECONCILE_INTERVAL_SECONDS', '900')} s)\n"
         f"  Hotmart webhook  POST {urls.get('ingest API', '')}/webhooks/hotmart\n"
         f"  HOTMART_HOTTOK   {env['HOTMART_HOTTOK']}\n"
         f"  ADMIN_TOKEN      {env['ADMIN_TOKEN']}\n"
@@ -230,4 +262,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["backfill"]:
+        sys.exit(backfill(sys.argv[2:]))
     sys.exit(main())

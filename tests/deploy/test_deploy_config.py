@@ -144,6 +144,9 @@ def test_the_expected_dashboards_and_alerts_exist() -> None:
         "dead-letter-not-empty",
         "oldest-unacked-age",
         "lms-failure-rate",
+        "hotmart-webhook-silence",
+        "hotmart-reconciliation-recovered",
+        "subscription-safety-net",
     }
 
 

@@ -102,3 +102,31 @@ def post(client):
 @pytest.fixture
 def tokens() -> dict[str, str]:
     return {"hottok": HOTTOK, "old_hottok": OLD_HOTTOK, "admin": ADMIN_TOKEN}
+
+
+@pytest.fixture
+def fake_hotmart():
+    """A fake Hotmart on a loopback port: ``(server, state)``."""
+    from hotmart_fake import STATE_EXTENSION, create_app
+    from hotmart_fake.server import FakeHotmartServer
+
+    app = create_app("cid", "csecret")
+    with FakeHotmartServer(app) as server:
+        yield server, app.extensions[STATE_EXTENSION]
+
+
+def api_settings(server, **overrides: Any):
+    import base64
+
+    from ingest.adapters.hotmart_api import HotmartApiSettings
+
+    values = {
+        "client_id": "cid",
+        "client_secret": "csecret",
+        "basic": base64.b64encode(b"cid:csecret").decode(),
+        "api_base_url": server.url,
+        "auth_url": server.token_url,
+        "timeout_seconds": 5.0,
+        **overrides,
+    }
+    return HotmartApiSettings(**values)

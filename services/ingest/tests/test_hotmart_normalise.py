@@ -348,6 +348,7 @@ def test_update_subscription_charge_date_reads_the_iso_date():
         "plan": {"id": "101", "name": "Monthly"},
         "next_charge_at": "2025-05-10T03:00:00.000Z",
         "cancelled_at": None,
+        "charge_day": {"old": 3, "new": 10},
     }
     assert event.data["product"]["id"] == "4711"
     assert event.data["buyer"]["email"] == "ana.souza@example.com"
@@ -842,7 +843,7 @@ def test_wrong_types_deep_inside_are_nulled_or_coerced():
     assert data["buyer"]["name"] is None
     assert data["buyer"]["email"] is None
     assert data["commissions"] == [{"source": "PRODUCER", "value": 12.5, "currency": None}]
-    assert data["subscription"]["plan"] is None
+    assert data["subscription"]["plan"] == {"id": None, "name": "Monthly"}  # the name is kept
     assert data["hotmart"]["version"] == "2"
 
 

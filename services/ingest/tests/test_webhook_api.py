@@ -129,8 +129,8 @@ def test_a_normalised_event_that_breaks_its_contract_is_quarantined_not_lost(
 
     real = hotmart.normalise
 
-    def broken(body):
-        event = real(body)
+    def broken(body, **options):
+        event = real(body, **options)
         return type(event)(**{**event.__dict__, "data": {**event.data, "kind": "not-a-kind"}})
 
     monkeypatch.setattr("ingest.service_layer.intake.normalise", broken)

@@ -54,7 +54,7 @@ def test_sweep_task_answers_the_report(client, store, clock):
 def test_read_api_shows_state_paid_through_plan_and_history(client, store, clock):
     pay(store, "purchase_approved", 0, next=30, transaction="HP1")
     pay(store, "purchase_delayed", 30)
-    pay(store, "purchase_approved", 0, code="SUB-1", product="4800", next=30)
+    pay(store, "purchase_approved", 0, code="SUB-1", product="4800", next=60)
     clock.now = day(40)
     client.post("/tasks/sweep", headers=AUTH)
     response = client.get("/subscriptions/SUB-1", headers=AUTH)

@@ -146,7 +146,8 @@ def test_cancellation_with_a_past_paid_through_date_expires_on_the_next_evaluati
     access, emitted = run(
         [fact("purchase_approved", 0, next=30), fact("subscription_cancellation", 40, next=30)], now=40
     )
-    assert (access.state, emitted) == (EXPIRED, [ACCESS_EXPIRED])
+    # applied 40 days on, the approval alone is already past its paid-through date and grace (safety net)
+    assert (access.state, emitted) == (EXPIRED, [ACCESS_SUSPENDED, ACCESS_EXPIRED])
 
 
 def test_cancelled_status_counts_as_cancellation():
@@ -298,6 +299,8 @@ def model(facts: list[PaymentFact], now: float, grace: int = 7) -> dict:
         state = EXPIRED if clock >= end else CANCELLED
     elif overdue_since:
         state = SUSPENDED if clock >= plus(overdue_since, grace) else PAST_DUE
+    elif paid and paid_through and clock >= plus(paid_through, grace):
+        state = SUSPENDED  # the safety net: paid-through date and grace passed with no renewal
     else:
         state = ACTIVE if paid else PENDING
     return {"state": state, "paid_through": paid_through, "plan": plan}

@@ -87,7 +87,7 @@ def test_sweep_catches_up_after_downtime(store):
         pay(store, "purchase_delayed", 30 + i, code=f"SUB-{i}")
     pay(store, "purchase_approved", 0, code="SUB-C", next=20)
     pay(store, "subscription_cancellation", 5, code="SUB-C", next=20)
-    pay(store, "purchase_approved", 0, code="SUB-OK", next=30)
+    pay(store, "purchase_approved", 0, code="SUB-OK", next=120)
     report = sweep(store, day(100), batch_size=2)  # several batches
     assert report.counts == {"suspended": 5, "expired": 1}
     assert report.changed == 6
@@ -151,3 +151,21 @@ def test_relay_publishes_staged_events_once(store, bus):
     runner.stop()
     assert [e.type for e in received] == [ACCESS_SUSPENDED]
     assert received[0].data["state"] == "suspended"
+
+
+def test_safety_net_suspends_an_access_whose_renewal_never_arrived_and_a_late_renewal_restores_it(store):
+    from prometheus_client import REGISTRY
+
+    before = REGISTRY.get_sample_value("coursebridge_subscription_safety_net_suspensions_total") or 0.0
+    pay(store, "purchase_approved", 0, code="SUB-LOST", next=30)  # renewal and cancellation both lost
+    assert sweep(store, day(36)).changed == 0  # within the grace after the paid-through date
+    report = sweep(store, day(38))
+    assert report.counts == {"suspended": 1}
+    access = get_access(store, "sub:SUB-LOST:4711")
+    assert access.state == "suspended"
+    assert access.history[-1]["at"] == ts(37) and "safety net" in access.history[-1]["reason"]
+    after = REGISTRY.get_sample_value("coursebridge_subscription_safety_net_suspensions_total")
+    assert after == before + 1
+    pay(store, "purchase_approved", 31, code="SUB-LOST", next=61, transaction="HP-RENEWAL")
+    assert get_access(store, "sub:SUB-LOST:4711").state == "active"
+    assert outbox_types(store)[-2:] == [ACCESS_SUSPENDED, ACCESS_RESTORED]

@@ -47,7 +47,9 @@ def create_app(
     readiness: Mapping[str, ReadinessCheck] | None = None,
     max_content_length: int = 1024 * 1024,
     gcp_project: str | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> Flask:
+    """``notes``: facts /readyz reports without failing on them (e.g. an optional feature that is off)."""
     app = Flask(service)
     app.config["MAX_CONTENT_LENGTH"] = max_content_length  # no CourseBridge API takes more (413 beyond)
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -98,6 +100,8 @@ def create_app(
     def healthz() -> Response:
         return jsonify(status="ok", service=service)
 
+    extra = {"notes": dict(notes)} if notes else {}
+
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
         failures = {}
@@ -108,8 +112,8 @@ def create_app(
                 failures[name] = f"{type(error).__name__}: {error}"[:300]
         if failures:
             log.warning("readiness.failed", failures=failures)
-            return jsonify(status="unavailable", failures=failures), 503
-        return jsonify(status="ready", checks=sorted(checks)), 200
+            return jsonify(status="unavailable", failures=failures, **extra), 503
+        return jsonify(status="ready", checks=sorted(checks), **extra), 200
 
     @app.get("/metrics")
     def metrics() -> Response:

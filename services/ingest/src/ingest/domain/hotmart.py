@@ -4,7 +4,7 @@
 returns a ``NormalisedEvent`` whose ``data`` follows the shared schema ``payment_event.v1``, or raises
 ``NotNormalisable`` with a precise, human-readable ``reason``. It never raises anything else.
 
-Input tolerance (see /work/shared/reference/hotmart-webhooks.md):
+Input tolerance (Hotmart's webhook documentation, checked against real "send test" and production bodies):
 
 * ``creation_date`` or ``creationDate``; dates as epoch milliseconds (int, float or numeric string) or
   ISO-8601 strings (UTC assumed when no zone is given);
@@ -18,6 +18,24 @@ or not an object; a ``PURCHASE_*`` event without a usable product id, or without
 product, buyer, offer and checkout_country only); a subscription-only event (``SUBSCRIPTION_CANCELLATION``,
 ``SWITCH_PLAN``, ``UPDATE_SUBSCRIPTION_CHARGE_DATE``) without a usable subscriber code; any identifier
 (event id, transaction, product/plan/subscription id, subscriber code) longer than 256 characters.
+
+What real bodies taught (and the rules that follow):
+
+* ``purchase.business_model`` says who issues the fiscal invoice (R/A/I), *not* whether the sale recurs:
+  a purchase is a subscription charge when it names a subscriber code (``data.subscription.subscriber.code``),
+  or, for REST-shaped data, when ``purchase.is_subscription`` is true. A ``recurrence_number`` without a
+  subscriber code is flagged (``recurrence_without_subscriber_code``), not guessed;
+* statuses come in several spellings (``COMPLETED``, ``BILLET_PRINTED``, ``CANCELED``, ``DELAYED``,
+  ``PAST_DUE``...): every documented spelling maps to a value, never to ``unknown``;
+* UPDATE_SUBSCRIPTION_CHARGE_DATE puts the plan at ``data.plan`` and may spell its keys in camelCase
+  (``dateNextCharge``, ``newChargeDay``, ``oldChargeDay``);
+* an amount without ``currency_value`` keeps its value (currency null), a plan without ``id`` keeps its
+  name, product ids stay the strings Hotmart sent (``"00000"`` is not ``"0"``);
+* an implausible event date (before 2005, or more than a day after the webhook was received) is flagged in
+  ``anomalies``; it is nulled, and an implausible creation date is replaced by the reception time, so it can
+  never win an event-time comparison;
+* Hotmart's "send test" bodies (product 0 / ``"00000"``, the fixed test ucode, transactions, buyer) are
+  marked ``test_event``; the intake decides what to do with them.
 
 Anything else that has the wrong type is coerced when the meaning is unambiguous (``"2"`` -> 2) and
 nulled otherwise. Free text is truncated to 500 characters. Buyer documents, phones and addresses are
@@ -55,6 +73,16 @@ _MAX_DATE_TEXT = 64
 _MAX_INT = 10**15  # money values and counts beyond this are not numbers Hotmart sends
 
 _CART_ABANDONED = "purchase_out_of_shopping_cart"
+
+# Dates before this are not Hotmart events (the platform did not exist); after now + 1 day, not yet events.
+EARLIEST_PLAUSIBLE = datetime(2005, 1, 1, tzinfo=UTC)
+FUTURE_TOLERANCE = timedelta(days=1)
+
+# Hotmart's "send test" bodies: fixed fake product, transactions and buyer (1.0 and 2.0).
+TEST_PRODUCT_IDS = frozenset({"0", "00000"})
+TEST_PRODUCT_UCODE = "fb056612-bcc6-4217-9e6d-2a5d1110ac2f"
+TEST_TRANSACTIONS = frozenset({"HP16015479281022", "HP1121336654889"})
+TEST_BUYER_EMAILS = frozenset({"testecomprador271101postman15@example.com"})
 _KIND_BY_EVENT_NAME: dict[str, str] = {kind.upper(): kind for kind in PAYMENT_KINDS if kind != UNRECOGNISED}
 
 _PURCHASE_STATUSES: dict[str, str] = {
@@ -64,6 +92,7 @@ _PURCHASE_STATUSES: dict[str, str] = {
     "CANCELED": "canceled",
     "CHARGEBACK": "chargeback",
     "COMPLETE": "complete",
+    "DELAYED": "delayed",  # what PURCHASE_DELAYED carries
     "COMPLETED": "complete",
     "EXPIRED": "expired",
     "NO_FUNDS": "no_funds",
@@ -75,11 +104,13 @@ _PURCHASE_STATUSES: dict[str, str] = {
     "PROCESSING_TRANSACTION": "processing",
     "PROCESSING": "processing",
     "DISPUTE": "dispute",
+    "PROTESTED": "dispute",  # the REST spelling of the webhook's DISPUTE
     "REFUNDED": "refunded",
     "STARTED": "started",
     "UNDER_ANALISYS": "under_analysis",  # sic: Hotmart's spelling
     "UNDER_ANALYSIS": "under_analysis",
     "WAITING_PAYMENT": "waiting_payment",
+    "WAYTING_PAYMENT": "waiting_payment",  # sic: legacy 1.0 postbacks
 }
 
 _SUBSCRIPTION_STATUSES: dict[str, str] = {
@@ -89,6 +120,7 @@ _SUBSCRIPTION_STATUSES: dict[str, str] = {
     "OVERDUE": "overdue",
     "STARTED": "started",
     "EXPIRED": "expired",
+    "PAST_DUE": "past_due",
 }
 for _spelling in ("CANCELLED_BY_", "CANCELED_BY_"):
     _SUBSCRIPTION_STATUSES[_spelling + "CUSTOMER"] = "canceled_by_customer"
@@ -115,12 +147,56 @@ class NormalisedEvent:
     event_type: str  # e.g. "coursebridge.payment.purchase_approved.v1"
     subject: str  # transaction, else subscriber code, else event id
     ordering_key: str  # transaction, else "subscriber:<code>", else "event:<event id>"
-    occurred_at: datetime  # Hotmart's creation date, aware, UTC
+    occurred_at: datetime  # Hotmart's creation date (reception time when implausible), aware, UTC
     data: dict[str, Any] = field(hash=False)  # follows schema payment_event.v1
+    test_event: bool = False  # a Hotmart "send test" body: recorded, never granting by default
+
+    @property
+    def anomalies(self) -> list[str]:
+        return list(self.data.get("anomalies") or [])
 
 
-def normalise(body: object) -> NormalisedEvent:
-    """Normalise one parsed webhook body; raise ``NotNormalisable`` (and nothing else) when it cannot be."""
+class _Dates:
+    """Reads event dates and flags the implausible ones (``anomalies``) instead of letting them win."""
+
+    def __init__(self, received_at: datetime | None) -> None:
+        self.latest = received_at + FUTURE_TOLERANCE if received_at is not None else None
+        self.anomalies: list[str] = []
+
+    def plausible(self, moment: datetime, *, future_allowed: bool = False) -> bool:
+        if moment < EARLIEST_PLAUSIBLE:
+            return False
+        return future_allowed or self.latest is None or moment <= self.latest
+
+    def event_time(self, where: str, *values: object, future_allowed: bool = False) -> str | None:
+        """The first usable date among ``values``; an implausible one is flagged and skipped."""
+        for value in values:
+            moment = _to_datetime(value) if value is not None else None
+            if moment is None:
+                continue
+            if not self.plausible(moment, future_allowed=future_allowed):
+                self.flag(f"{where}_implausible")
+                continue
+            return format_time(moment)
+        return None
+
+    def schedule(self, where: str, *values: object) -> str | None:
+        """A date that is normally in the future (next charge): only the floor applies."""
+        return self.event_time(where, *values, future_allowed=True)
+
+    def flag(self, anomaly: str) -> None:
+        if anomaly not in self.anomalies:
+            self.anomalies.append(anomaly)
+
+
+def normalise(
+    body: object, *, received_at: datetime | None = None, source: str = "webhook"
+) -> NormalisedEvent:
+    """Normalise one parsed webhook body; raise ``NotNormalisable`` (and nothing else) when it cannot be.
+
+    ``received_at`` (when the webhook arrived) bounds plausible event dates; ``source`` is recorded in
+    the event (``webhook``, ``webhook_v1`` for legacy postbacks).
+    """
     if not isinstance(body, Mapping):
         raise NotNormalisable(f"body must be a JSON object, got {_type_name(body)}")
 
@@ -131,7 +207,12 @@ def normalise(body: object) -> NormalisedEvent:
     event_name = _event_name(body.get("event"))
     kind = _KIND_BY_EVENT_NAME.get(event_name.upper(), UNRECOGNISED) if event_name.isascii() else UNRECOGNISED
 
+    dates = _Dates(received_at)
     occurred_at = _creation_date(body)
+    if not dates.plausible(occurred_at):
+        dates.flag("creation_date_implausible")
+        if received_at is not None:
+            occurred_at = received_at.astimezone(UTC)  # it cannot have happened after it arrived
 
     if body.get("data") is None:
         raise NotNormalisable("missing data")
@@ -150,9 +231,13 @@ def normalise(body: object) -> NormalisedEvent:
     product = _product(data, subscription_block, strict=kind in PURCHASE_KINDS)
     subscriber_code = _subscriber_code(data, subscription_block, strict=kind in SUBSCRIPTION_ONLY_KINDS)
 
-    plan_switch = _plan_switch(data, kind)
-    subscription = _subscription(data, subscription_block, purchase_block, subscriber_code, plan_switch)
-    purchase = _purchase(purchase_block, subscription_block, subscriber_code)
+    plan_switch = _plan_switch(data, kind, dates)
+    subscription = _subscription(
+        data, subscription_block, purchase_block, subscriber_code, plan_switch, dates
+    )
+    purchase = _purchase(purchase_block, subscriber_code, dates)
+    buyer = _buyer(data, subscription_block)
+    test_event = _is_test(product, transaction, buyer)
 
     if transaction is not None:
         subject, ordering_key = transaction, transaction
@@ -173,13 +258,16 @@ def normalise(body: object) -> NormalisedEvent:
         "occurred_at": created_at,
         "transaction": transaction,
         "product": product,
-        "buyer": _buyer(data, subscription_block),
+        "buyer": buyer,
         "purchase": purchase,
         "commissions": _commissions(data.get("commissions")),
         "subscription": subscription,
         "plan_switch": plan_switch,
         "member": _member(data.get("user")),
         "ordering_key": ordering_key,
+        "source": source,
+        "test_event": test_event,
+        "anomalies": dates.anomalies,
     }
     return NormalisedEvent(
         event_id=event_id,
@@ -190,7 +278,19 @@ def normalise(body: object) -> NormalisedEvent:
         ordering_key=ordering_key,
         occurred_at=occurred_at,
         data=payload,
+        test_event=test_event,
     )
+
+
+def _is_test(product: dict[str, Any] | None, transaction: str | None, buyer: dict[str, Any] | None) -> bool:
+    """Hotmart's "send test" carries the account's real hottok: recognise it by its fixed fake data."""
+    if product is not None and (
+        product["id"] in TEST_PRODUCT_IDS or (product["ucode"] or "").lower() == TEST_PRODUCT_UCODE
+    ):
+        return True
+    if transaction is not None and transaction in TEST_TRANSACTIONS:
+        return True
+    return buyer is not None and buyer["email"] in TEST_BUYER_EMAILS
 
 
 # --- envelope -------------------------------------------------------------------------------------------
@@ -291,9 +391,7 @@ def _subscriber_code(
 
 
 def _purchase(
-    block: Mapping[Any, Any] | None,
-    subscription_block: Mapping[Any, Any] | None,
-    subscriber_code: str | None,
+    block: Mapping[Any, Any] | None, subscriber_code: str | None, dates: _Dates
 ) -> dict[str, Any] | None:
     if block is None:
         return None
@@ -301,20 +399,20 @@ def _purchase(
     offer = _obj(block.get("offer")) or {}
     payment = _obj(block.get("payment")) or {}
     country = _obj(block.get("checkout_country")) or {}
-    business_model = _text(block.get("business_model"))
-    is_subscription = (
-        block.get("is_subscription") is True
-        or (business_model is not None and business_model.upper() == "R")
-        or subscriber_code is not None
-        or (subscription_block is not None and _plan(subscription_block.get("plan")) is not None)
-    )
+    business_model = _text(block.get("business_model"))  # fiscal invoice issuer: says nothing of recurrence
+    recurrence_number = _count(block.get("recurrence_number"))
+    if recurrence_number is None:
+        recurrence_number = _count(block.get("recurrency_number"))  # the REST spelling
+    is_subscription = subscriber_code is not None or _flag(block.get("is_subscription")) is True
+    if not is_subscription and recurrence_number is not None:
+        dates.flag("recurrence_without_subscriber_code")
     return {
         "status": _status(raw_status, _PURCHASE_STATUSES),
         "raw_status": raw_status,
-        "recurrence_number": _count(block.get("recurrence_number")),
-        "approved_at": _timestamp(block.get("approved_date")),
-        "order_at": _timestamp(block.get("order_date")),
-        "next_charge_at": _timestamp(block.get("date_next_charge")),
+        "recurrence_number": recurrence_number,
+        "approved_at": dates.event_time("approved_date", block.get("approved_date")),
+        "order_at": dates.event_time("order_date", block.get("order_date")),
+        "next_charge_at": dates.schedule("date_next_charge", block.get("date_next_charge")),
         "price": _money(block.get("price")),
         "full_price": _money(block.get("full_price")),
         "offer_code": _text(offer.get("code")),
@@ -333,22 +431,35 @@ def _subscription(
     purchase_block: Mapping[Any, Any] | None,
     subscriber_code: str | None,
     plan_switch: dict[str, Any] | None,
+    dates: _Dates,
 ) -> dict[str, Any] | None:
     block = block or {}
     raw_status = _text(block.get("status"))
-    plan = _plan(block.get("plan"))
+    # UPDATE_SUBSCRIPTION_CHARGE_DATE documents the plan at data.plan, next to data.subscription.
+    plan = _plan(block.get("plan")) or _plan(data.get("plan"))
     if plan is None and plan_switch is not None:
         plan = plan_switch["new_plan"]
     subscription_id = _identifier(block.get("id"), "data.subscription.id", strict=False, allow_int=True)
-    next_charge_at = _first_timestamp(block.get("date_next_charge"), data.get("date_next_charge"))
-    cancelled_at = _first_timestamp(data.get("cancellation_date"), block.get("cancellation_date"))
+    next_charge_at = dates.schedule(
+        "date_next_charge",
+        block.get("date_next_charge"),
+        block.get("dateNextCharge"),
+        data.get("date_next_charge"),
+        data.get("dateNextCharge"),
+    )
+    cancelled_at = dates.event_time(
+        "cancellation_date", data.get("cancellation_date"), block.get("cancellation_date")
+    )
+    new_day = _charge_day(block, data, "new_charge_day", "newChargeDay")
+    old_day = _charge_day(block, data, "old_charge_day", "oldChargeDay", "previous_charge_day")
     if all(
-        v is None for v in (subscriber_code, subscription_id, raw_status, plan, next_charge_at, cancelled_at)
+        v is None
+        for v in (subscriber_code, subscription_id, raw_status, plan, next_charge_at, cancelled_at, new_day)
     ):
         return None
     if next_charge_at is None and purchase_block is not None:
-        next_charge_at = _timestamp(purchase_block.get("date_next_charge"))
-    return {
+        next_charge_at = dates.schedule("date_next_charge", purchase_block.get("date_next_charge"))
+    subscription: dict[str, Any] = {
         "subscriber_code": subscriber_code,
         "subscription_id": subscription_id,
         "status": _status(raw_status, _SUBSCRIPTION_STATUSES),
@@ -357,9 +468,21 @@ def _subscription(
         "next_charge_at": next_charge_at,
         "cancelled_at": cancelled_at,
     }
+    if new_day is not None or old_day is not None:
+        subscription["charge_day"] = {"old": old_day, "new": new_day}
+    return subscription
 
 
-def _plan_switch(data: Mapping[Any, Any], kind: str) -> dict[str, Any] | None:
+def _charge_day(block: Mapping[Any, Any], data: Mapping[Any, Any], *keys: str) -> int | None:
+    for source in (block, data):
+        for key in keys:
+            day = _count(source.get(key))
+            if day is not None and 1 <= day <= 31:
+                return day
+    return None
+
+
+def _plan_switch(data: Mapping[Any, Any], kind: str, dates: _Dates) -> dict[str, Any] | None:
     plans = data.get("plans")
     if kind != "switch_plan" and not isinstance(plans, list) and data.get("switch_plan_date") is None:
         return None
@@ -378,7 +501,7 @@ def _plan_switch(data: Mapping[Any, Any], kind: str) -> dict[str, Any] | None:
             elif not current and previous_plan is None:
                 previous_plan = plan
     return {
-        "switched_at": _timestamp(data.get("switch_plan_date")),
+        "switched_at": dates.event_time("switch_plan_date", data.get("switch_plan_date")),
         "new_plan": new_plan,
         "previous_plan": previous_plan,
     }
@@ -432,9 +555,10 @@ def _plan(value: object) -> dict[str, Any] | None:
     if block is None:
         return None
     plan_id = _identifier(block.get("id"), "plan id", strict=False, allow_int=True)
-    if plan_id is None:
+    name = _text(block.get("name"))
+    if plan_id is None and name is None:
         return None
-    return {"id": plan_id, "name": _text(block.get("name"))}
+    return {"id": plan_id, "name": name}  # a plan Hotmart names without an id keeps its name
 
 
 def _money(value: object) -> dict[str, Any] | None:
@@ -445,9 +569,9 @@ def _money(value: object) -> dict[str, Any] | None:
     currency = _currency(block.get("currency_value"))
     if currency is None:
         currency = _currency(block.get("currency"))
-    if amount is None or currency is None:
+    if amount is None:
         return None
-    return {"value": amount, "currency": currency}
+    return {"value": amount, "currency": currency}  # an amount without a currency keeps its value
 
 
 def _status(raw: str | None, table: Mapping[str, str]) -> str | None:
@@ -589,15 +713,6 @@ def _from_epoch_ms(value: float) -> datetime | None:
         return None
 
 
-def _timestamp(value: object) -> str | None:
-    moment = _to_datetime(value) if value is not None else None
-    return format_time(moment) if moment is not None else None
-
-
-def _first_timestamp(*values: object) -> str | None:
-    return _first(_timestamp(value) for value in values)
-
-
 # --- helpers --------------------------------------------------------------------------------------------
 
 
@@ -645,4 +760,11 @@ def _preview(value: object) -> str:
     return f"a value of type {_type_name(value)}"
 
 
-__all__ = ["MAX_ID_LENGTH", "MAX_TEXT_LENGTH", "NormalisedEvent", "NotNormalisable", "normalise"]
+__all__ = [
+    "EARLIEST_PLAUSIBLE",
+    "MAX_ID_LENGTH",
+    "MAX_TEXT_LENGTH",
+    "NormalisedEvent",
+    "NotNormalisable",
+    "normalise",
+]

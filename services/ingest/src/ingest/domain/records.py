@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import uuid
 import zlib
+from collections.abc import Mapping
 
 # Stable namespace so a resent webhook (same Hotmart id) always becomes the same CloudEvent id.
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c7a52-2f0e-4a4b-9a8e-3c5d2b7e9f10")
 _SAFE_DOC_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,200}$")
 _BODY_HOTTOK = re.compile(rb'("hottok"\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
+_FORM_HOTTOK = re.compile(rb"(^|&)(hottok=)[^&]*", re.IGNORECASE)
 
 # Firestore documents are capped at 1 MiB; keep the raw body well under that with room for metadata.
 MAX_STORED_RAW_CHARS = 900_000
@@ -40,6 +43,20 @@ def quarantine_id(raw_body: bytes) -> str:
 def redact_hottok(raw_body: bytes) -> bytes:
     """Older payloads carry the hottok in the body too; it is a credential and is not kept."""
     return _BODY_HOTTOK.sub(rb'\1"[redacted]"', raw_body)
+
+
+def redact_form_hottok(raw_body: bytes) -> bytes:
+    """Legacy 1.0 postbacks carry the hottok as a form field: keep the field, not the secret."""
+    return _FORM_HOTTOK.sub(rb"\1\2%5Bredacted%5D", raw_body)
+
+
+def body_fingerprint(body: object) -> str:
+    """Hash of a parsed body's content (key order and spacing ignored, any ``hottok`` left out): the same
+    event id with another fingerprint is a conflict, not a duplicate."""
+    if isinstance(body, Mapping):
+        body = {k: v for k, v in body.items() if str(k).lower() != "hottok"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()
 
 
 def pack_raw(raw_body: bytes) -> str | None:

@@ -15,7 +15,9 @@ result does not depend on arrival order (every comparison is on ``(event time, e
 
 The state is then a function of the registers and the clock (``evaluate``): active, past_due (grace
 running), suspended (grace over), cancelled (paid through a future date), expired (paid-through date or
-fixed term reached). ``apply_payment`` merges one payment fact and re-evaluates; ``advance`` (the sweep)
+fixed term reached), and the safety net: an active subscription whose paid-through date plus grace
+passed with no renewal is suspended (a renewal or a cancellation was lost), restored by a later renewal.
+``apply_payment`` merges one payment fact and re-evaluates; ``advance`` (the sweep)
 only re-evaluates with a later clock. A state change that changes course access yields one ``AccessChange``
 (suspended, restored, expired) and a plan switch on a live access yields ``plan_changed``.
 """
@@ -45,6 +47,7 @@ SUBSCRIPTION = "subscription"
 FIXED_TERM = "fixed_term"
 
 DEFAULT_GRACE_DAYS = 7
+SAFETY_NET_REASON = "paid-through date and grace period passed with no renewal (safety net)"
 MAX_APPLIED_IDS = 200
 MAX_HISTORY = 100
 MAX_DELAYS = 50
@@ -63,7 +66,7 @@ CHARGE_DATE_KIND = "update_subscription_charge_date"
 SWITCH_PLAN_KIND = "switch_plan"
 CANCELLATION_KIND = "subscription_cancellation"
 DELAYED_KIND = "purchase_delayed"
-OVERDUE_STATUSES = frozenset({"overdue", "delayed"})
+OVERDUE_STATUSES = frozenset({"overdue", "delayed", "past_due"})
 CANCELLED_STATUSES = frozenset({"canceled_by_customer", "canceled_by_seller", "canceled_by_admin", "expired"})
 # kinds whose next-charge date says how far the subscription is paid
 PAID_THROUGH_KINDS = APPROVAL_KINDS | {CANCELLATION_KIND, CHARGE_DATE_KIND, SWITCH_PLAN_KIND}
@@ -129,7 +132,11 @@ class PaymentFact:
             approved_at=purchase.get("approved_at"),
             purchase_status=purchase.get("status"),
             subscription_status=subscription.get("status"),
-            is_subscription=bool(purchase.get("is_subscription")) or bool(subscription),
+            # A purchase says itself whether it is a subscription charge (ingest decides it from the
+            # subscriber code); a subscription block without a code (e.g. a status only) proves nothing.
+            is_subscription=bool(purchase.get("is_subscription"))
+            if purchase
+            else bool(subscription.get("subscriber_code")),
         )
 
     @property
@@ -287,6 +294,13 @@ def evaluate(access: Access, now: str) -> Evaluation:
         return Evaluation(PAST_DUE, next_deadline=grace_until, grace_until=grace_until)
 
     if access.last_paid is not None:
+        # Safety net: a paid-through date that passed (plus grace) with no renewal means a renewal, or a
+        # cancellation, was lost on the way; access never runs on forever. A renewal restores it.
+        if access.paid_through is not None:
+            deadline = _add_days(access.paid_through, access.grace_days)
+            if now >= deadline:
+                return Evaluation(SUSPENDED, effective_at=deadline, reason=SAFETY_NET_REASON)
+            return Evaluation(ACTIVE, next_deadline=deadline)
         return Evaluation(ACTIVE)
     return Evaluation(PENDING)
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 
 from coursebridge.events import Event, new_event
 from coursebridge.events.envelope import format_time
@@ -22,6 +23,7 @@ from coursebridge.ports import DocumentStore, Filter, Transaction
 from coursebridge.topology import SUBSCRIPTIONS
 from subscription.domain.access import (
     DEFAULT_GRACE_DAYS,
+    SAFETY_NET_REASON,
     Access,
     AccessChange,
     PaymentFact,
@@ -41,6 +43,10 @@ PRODUCTS = "products"
 EVENT_SOURCE = "coursebridge/subscription"
 OUTBOX = "outbox"
 _EVENT_NAMESPACE = uuid.UUID("6c1f2b8e-4a55-4f7e-9a64-3f1f0b6f2c11")
+SAFETY_NET_SUSPENSIONS = Counter(
+    "coursebridge_subscription_safety_net_suspensions_total",
+    "Accesses suspended because their paid-through date and grace passed with no renewal (a lost webhook)",
+)
 
 
 def access_event(access: Access, change: AccessChange, now: datetime) -> Event:
@@ -63,6 +69,9 @@ def _save(
     tx.set(ACCESSES, access.access_id, access.to_doc())
     events = []
     for change in changes:
+        if change.reason == SAFETY_NET_REASON:
+            SAFETY_NET_SUSPENSIONS.inc()
+            log.warning("access.safety_net_suspended", access_id=access.access_id)
         event = access_event(access, change, now)
         outbox.add(tx, SUBSCRIPTIONS, event, access.access_id)
         events.append(event)
