@@ -1,6 +1,6 @@
 """The deployment configuration agrees with the code and with the official schemas.
 
-- skaffold.yaml validates against Skaffold's published JSON schema (``../shared/schemas``);
+- skaffold.yaml validates against Skaffold's published JSON schema (vendored: ``vendor/skaffold``);
 - every dashboard and alert policy parses with the official Cloud Monitoring API types, so a typo fails;
 - the Config Connector manifests (k8s/) declare exactly the topics and subscriptions of
   ``coursebridge.topology.TOPOLOGY`` with its settings, least-privilege IAM, and monitoring resources
@@ -8,8 +8,8 @@
 - the Helm chart, rendered for every profile, wires the same subscription names (worker HPAs), the same
   Workload Identity service accounts, and the security settings, and no values file holds a secret.
 
-Rendering needs helm (installed by tools/validate_deploy.sh into ~/go/bin): without it those tests skip,
-except with CI=true where they fail, like a missing skaffold schema.
+Rendering needs helm (``make test`` installs it into .tools/bin): without it those tests skip, except
+with CI=true where they fail.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "coursebridge"
 PROFILES = ("local", "staging", "production")
 SERVICES = ("ingest", "enrollment", "subscription", "analytics")
-SKAFFOLD_SCHEMA = ROOT.parent / "shared" / "schemas" / "skaffold-v4beta13.json"
+SKAFFOLD_SCHEMA = ROOT / "vendor" / "skaffold" / "v4beta13.json"
 KUBE_VERSION = "1.33"
 NAMESPACE = "coursebridge"
 DASHBOARDS = sorted((ROOT / "monitoring" / "dashboards").glob("*.json"))
@@ -87,8 +87,6 @@ def skaffold() -> dict[str, Any]:
 
 
 def test_skaffold_yaml_validates_against_the_official_schema() -> None:
-    if not SKAFFOLD_SCHEMA.exists():
-        skip_or_fail(f"Skaffold's schema is not at {SKAFFOLD_SCHEMA}")
     schema = json.loads(SKAFFOLD_SCHEMA.read_text("utf-8"))
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
@@ -353,11 +351,11 @@ def test_config_connector_monitoring_resources_are_the_json_files() -> None:
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    candidates = [os.environ.get("HELM_BIN"), str(Path.home() / "go" / "bin" / "helm"), shutil.which("helm")]
+    candidates = [os.environ.get("HELM_BIN"), str(ROOT / ".tools" / "bin" / "helm"), shutil.which("helm")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
-    skip_or_fail("helm is not installed (bash tools/validate_deploy.sh installs it)")
+    skip_or_fail("helm is not installed (bash tools/install_test_tools.sh installs it)")
     raise AssertionError("unreachable")
 
 
