@@ -2,7 +2,7 @@
 
 - skaffold.yaml validates against Skaffold's published JSON schema (vendored: ``vendor/skaffold``);
 - every dashboard and alert policy parses with the official Cloud Monitoring API types, so a typo fails;
-- the Config Connector manifests (k8s/) declare exactly the topics and subscriptions of
+- the Config Connector manifests (helm/coursebridge-gcp/files) declare exactly the topics and subscriptions of
   ``coursebridge.topology.TOPOLOGY`` with its settings, least-privilege IAM, and monitoring resources
   identical to the JSON files;
 - the Helm chart, rendered for every profile, wires the same subscription names (worker HPAs), the same
@@ -57,9 +57,8 @@ def yaml_docs(text: str) -> list[dict[str, Any]]:
 @cache
 def k8s_docs() -> tuple[dict[str, Any], ...]:
     docs: list[dict[str, Any]] = []
-    for path in sorted((ROOT / "k8s" / "base").glob("*.yaml")):
-        if path.name != "kustomization.yaml":
-            docs += yaml_docs(path.read_text("utf-8"))
+    for path in sorted((ROOT / "helm" / "coursebridge-gcp" / "files").glob("*.yaml")):
+        docs += yaml_docs(path.read_text("utf-8"))
     return tuple(docs)
 
 
@@ -105,7 +104,14 @@ def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> Non
     profiles = {p["name"]: p for p in doc["profiles"]}
     assert set(profiles) == set(PROFILES)
     for name, profile in profiles.items():
-        (release,) = profile["deploy"]["helm"]["releases"]
+        releases = profile["deploy"]["helm"]["releases"]
+        assert "kubectl" not in profile["deploy"], "one deployer: Helm (its order is the release order)"
+        if name == "local":
+            (release,) = releases
+        else:  # the Google Cloud resources first, from the same single values file
+            gcp, release = releases
+            assert gcp["chartPath"] == "helm/coursebridge-gcp"
+            assert gcp["valuesFiles"] == [f"helm/values-{name}.yaml"]
         assert release["chartPath"] == "helm/coursebridge"
         assert release["namespace"] == NAMESPACE
         assert release["valuesFiles"] == [f"helm/values-{name}.yaml"]
@@ -115,7 +121,7 @@ def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> Non
             templates = release["setValueTemplates"]
             assert templates[f"images.{service}.repository"] == f"{{{{.IMAGE_REPO_coursebridge_{key}}}}}"
             assert f"{{{{.IMAGE_TAG_coursebridge_{key}}}}}" in templates[f"images.{service}.tag"]
-    assert profiles["local"]["manifests"]["kustomize"]["paths"] == ["k8s/local"]
+    assert "manifests" not in profiles["local"], "the chart itself runs the emulators before the services"
 
 
 def test_dockerfiles_install_only_their_service_from_the_lock_file() -> None:
@@ -269,7 +275,34 @@ def test_bigquery_dataset_is_the_one_the_chart_configures() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))["analytics"]
     (dataset,) = of_kind(k8s_docs(), "BigQueryDataset")
     assert dataset["spec"]["resourceID"] == values["bigqueryDataset"]
-    assert dataset["spec"]["location"] == values["bigqueryLocation"]
+    assert dataset["spec"]["location"] == "GCP_REGION", "the environment's region, explicitly"
+    assert not {"defaultTableExpirationMs", "defaultPartitionExpirationMs"} & set(dataset["spec"]), (
+        "revenue history never expires"
+    )
+
+
+def test_stateful_objects_survive_deleting_the_release_or_namespace() -> None:
+    stateful = (
+        "PubSubTopic",
+        "IAMServiceAccount",
+        "FirestoreDatabase",
+        "BigQueryDataset",
+        "SecretManagerSecret",
+    )
+    docs = [d for d in k8s_docs() if d["kind"] in stateful]
+    docs += [d for d in of_kind(k8s_docs(), "PubSubSubscription") if d["metadata"]["name"].endswith(".hold")]
+    assert len(docs) > 20
+    for doc in docs:
+        annotations = doc["metadata"].get("annotations", {})
+        assert annotations.get("cnrm.cloud.google.com/deletion-policy") == "abandon", doc["metadata"]["name"]
+
+
+def test_each_service_has_its_own_firestore_database_with_pitr() -> None:
+    databases = {d["spec"]["resourceID"]: d["spec"] for d in of_kind(k8s_docs(), "FirestoreDatabase")}
+    assert set(databases) == {"ingest", "enrollment", "subscription"}
+    for spec in databases.values():
+        assert spec["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
+        assert spec["locationID"] == "GCP_REGION"
 
 
 def test_no_service_gets_a_role_outside_the_least_privilege_set() -> None:
@@ -279,7 +312,16 @@ def test_no_service_gets_a_role_outside_the_least_privilege_set() -> None:
         "roles/pubsub.viewer",
         "roles/datastore.user",
         "roles/iam.workloadIdentityUser",
+        "roles/secretmanager.secretAccessor",
     }
+    firestore = {}
+    for binding in bindings():
+        if binding["spec"]["role"] == "roles/datastore.user":
+            firestore[service_of(binding)] = binding["spec"]["condition"]["expression"]
+    assert firestore == {
+        s: f'resource.name == "projects/PROJECT_ID/databases/{s}"'
+        for s in ("ingest", "enrollment", "subscription")
+    }, "each service its own database only; analytics none"
     for binding in bindings():
         role, service = binding["spec"]["role"], service_of(binding)
         if role == "roles/bigquery.jobUser":
@@ -382,7 +424,13 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def workloads(docs: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] in ("Deployment", "CronJob", "Job")]
+    """CourseBridge's own processes (not the emulators a local cluster runs)."""
+    return [
+        doc
+        for doc in docs
+        if doc["kind"] in ("Deployment", "CronJob", "Job")
+        and doc["metadata"]["name"].startswith("coursebridge-")
+    ]
 
 
 def test_values_name_the_topology_subscriptions_per_worker() -> None:
@@ -428,7 +476,7 @@ def test_every_process_runs_locked_down_with_probes_and_resources(rendered, prof
             if doc["kind"] == "Deployment":
                 assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
                 assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    names = {doc["metadata"]["name"] for doc in of_kind(list(docs), "Deployment")}
+    names = {doc["metadata"]["name"] for doc in workloads(docs) if doc["kind"] == "Deployment"}
     assert names == {
         "coursebridge-ingest-api",
         "coursebridge-ingest-relay",
@@ -436,20 +484,76 @@ def test_every_process_runs_locked_down_with_probes_and_resources(rendered, prof
     }
 
 
+# Each process's secrets, and no more (the TalentLMS key only where TalentLMS is called).
+SECRETS_OF = {
+    "coursebridge-ingest-api": {"HOTMART_HOTTOK", "ADMIN_TOKEN"},
+    "coursebridge-ingest-relay": set(),
+    "coursebridge-enrollment-api": {"ADMIN_TOKEN"},
+    "coursebridge-enrollment-worker": {"TALENTLMS_API_KEY"},
+    "coursebridge-subscription-api": {"ADMIN_TOKEN"},
+    "coursebridge-subscription-worker": set(),
+    "coursebridge-subscription-sweep": set(),
+    "coursebridge-analytics-api": {"ANALYTICS_PSEUDONYM_KEY", "ADMIN_TOKEN"},
+    "coursebridge-analytics-worker": {"ANALYTICS_PSEUDONYM_KEY"},
+}
+SECRET_ENV = {"HOTMART_HOTTOK", "ADMIN_TOKEN", "TALENTLMS_API_KEY", "ANALYTICS_PSEUDONYM_KEY"}
+
+
+def secret_names_of(container: dict[str, Any]) -> set[str]:
+    names = {env["name"].removesuffix("_FILE") for env in container.get("env", [])}
+    return names & SECRET_ENV
+
+
 @pytest.mark.parametrize("profile", PROFILES)
-def test_secrets_come_only_from_secret_refs_named_in_values(rendered, profile: str) -> None:
+def test_each_process_gets_only_the_secrets_it_reads(rendered, profile: str) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))
-    secret_names = {ref["name"] for ref in values["secrets"].values()}
-    secret_env = {"HOTMART_HOTTOK", "ADMIN_TOKEN", "TALENTLMS_API_KEY", "ANALYTICS_PSEUDONYM_KEY"}
-    seen = set()
+    refs = {ref["key"]: ref for ref in values["secrets"].values()}
+    classes = {d["metadata"]["name"]: d for d in of_kind(list(rendered[profile]), "SecretProviderClass")}
     for doc in workloads(rendered[profile]):
-        for container in pod_spec(doc)["containers"]:
-            for env in container.get("env", []):
-                if env["name"] in secret_env:
-                    assert "value" not in env, f"{env['name']} must come from a Secret"
-                    assert env["valueFrom"]["secretKeyRef"]["name"] in secret_names
-                    seen.add(env["name"])
-    assert seen == secret_env
+        if doc["kind"] == "Job":
+            continue
+        name = doc["metadata"]["name"]
+        spec = pod_spec(doc)
+        (container,) = spec["containers"]
+        assert secret_names_of(container) == SECRETS_OF[name], name
+        for env in container.get("env", []):
+            if env["name"] in SECRET_ENV:  # local clusters: Kubernetes Secrets
+                assert profile == "local" and "value" not in env
+                assert env["valueFrom"]["secretKeyRef"]["key"] in refs
+            elif env["name"].removesuffix("_FILE") in SECRET_ENV:  # GKE: Secret Manager files
+                assert profile != "local"
+                key = env["value"].rsplit("/", 1)[1]
+                (volume,) = [v for v in spec["volumes"] if v["name"] == "secrets"]
+                assert volume["csi"]["driver"] == "secrets-store-gke.csi.k8s.io"
+                spc = classes[volume["csi"]["volumeAttributes"]["secretProviderClass"]]
+                mounted = yaml.safe_load(spc["spec"]["parameters"]["secrets"])
+                assert {"resourceName": f"projects/{values_of(profile)['gcp']['projectId']}/secrets/"
+                        f"{refs[key]['secret']}/versions/latest", "path": key} in mounted  # fmt: skip
+        if profile != "local" and not SECRETS_OF[name]:
+            assert all(v["name"] != "secrets" for v in spec["volumes"]), name
+
+
+def values_of(profile: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "helm" / f"values-{profile}.yaml").read_text("utf-8"))
+
+
+def test_secret_manager_secrets_and_accessors_match_the_chart() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))
+    declared = {d["metadata"]["name"] for d in of_kind(k8s_docs(), "SecretManagerSecret")}
+    assert declared == {ref["secret"] for ref in values["secrets"].values()}
+    readers = {
+        (service_of(b), b["spec"]["resourceRef"]["name"])
+        for b in bindings()
+        if b["spec"]["role"] == "roles/secretmanager.secretAccessor"
+    }
+    env_to_ref = {"HOTMART_HOTTOK": "hotmartHottok", "ADMIN_TOKEN": "adminToken",
+                  "TALENTLMS_API_KEY": "talentlmsApiKey", "ANALYTICS_PSEUDONYM_KEY": "analyticsPseudonymKey"}  # fmt: skip
+    expected = {
+        (process.split("-")[1], values["secrets"][env_to_ref[env]]["secret"])
+        for process, envs in SECRETS_OF.items()
+        for env in envs
+    }
+    assert readers == expected
 
 
 def test_the_relay_is_a_single_pod_replaced_by_recreate(rendered) -> None:
@@ -530,7 +634,7 @@ def test_values_files_hold_no_secret_values(path: Path) -> None:
     values = yaml.safe_load(path.read_text("utf-8")) or {}
     for keys, value in walk(values):
         if keys[:1] == ("secrets",):
-            assert len(keys) == 3 and keys[2] in ("name", "key"), (
+            assert len(keys) == 3 and keys[2] in ("name", "key", "secret"), (
                 f"secrets.* only name Secrets: {'.'.join(keys)}"
             )
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from coursebridge.config import PlatformSettings
+from coursebridge.config import PlatformSettings, secret_env
 from enrollment.adapters.rate_limit import DEFAULT_CALLS, DEFAULT_WINDOW_SECONDS
 
 
@@ -30,8 +30,8 @@ class EnrollmentSettings:
         return cls(
             platform=PlatformSettings.from_env("enrollment"),
             talentlms_base_url=os.environ.get("TALENTLMS_BASE_URL") or None,
-            talentlms_api_key=os.environ.get("TALENTLMS_API_KEY") or None,
-            admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            talentlms_api_key=secret_env("TALENTLMS_API_KEY"),
+            admin_token=secret_env("ADMIN_TOKEN"),
             port=int(os.environ.get("ENROLLMENT_PORT", "8081")),
             rate_limit_calls=int(os.environ.get("TALENTLMS_RATE_LIMIT_CALLS") or DEFAULT_CALLS),
             rate_limit_period=float(

@@ -43,6 +43,7 @@ import structlog
 from prometheus_client import Counter, Gauge, Histogram
 from requests.adapters import HTTPAdapter
 
+from coursebridge.config import secret_env
 from coursebridge.runtime.logging import register_secret, scrub_text
 from enrollment.adapters.rate_limit import RateLimiter
 from enrollment.service_layer.ports import (
@@ -150,7 +151,7 @@ class TalentLmsClient:
         env = os.environ if environ is None else environ
         return cls(
             env["TALENTLMS_BASE_URL"],
-            env["TALENTLMS_API_KEY"],
+            secret_env("TALENTLMS_API_KEY", env) or env["TALENTLMS_API_KEY"],
             limiter=RateLimiter.from_env(env),
             timeout=float(env.get("TALENTLMS_TIMEOUT_SECONDS") or 10.0),
         )
