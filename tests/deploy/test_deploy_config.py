@@ -546,8 +546,12 @@ def test_secret_manager_secrets_and_accessors_match_the_chart() -> None:
         for b in bindings()
         if b["spec"]["role"] == "roles/secretmanager.secretAccessor"
     }
-    env_to_ref = {"HOTMART_HOTTOK": "hotmartHottok", "ADMIN_TOKEN": "adminToken",
-                  "TALENTLMS_API_KEY": "talentlmsApiKey", "ANALYTICS_PSEUDONYM_KEY": "analyticsPseudonymKey"}  # fmt: skip
+    env_to_ref = {
+        "HOTMART_HOTTOK": "hotmartHottok",
+        "ADMIN_TOKEN": "adminToken",
+        "TALENTLMS_API_KEY": "talentlmsApiKey",
+        "ANALYTICS_PSEUDONYM_KEY": "analyticsPseudonymKey",
+    }
     expected = {
         (process.split("-")[1], values["secrets"][env_to_ref[env]]["secret"])
         for process, envs in SECRETS_OF.items()
