@@ -170,9 +170,7 @@ def custom_kinds(rendered: dict[str, Path]) -> set[str]:
     }
 
 
-@pytest.mark.parametrize(
-    "name", [f"helm-{p}" for p in PROFILES] + [f"gcp-{p}" for p in GKE_PROFILES]
-)
+@pytest.mark.parametrize("name", [f"helm-{p}" for p in PROFILES] + [f"gcp-{p}" for p in GKE_PROFILES])
 def test_kubernetes_kinds_are_valid_strictly(rendered: dict[str, Path], name: str) -> None:
     kubeconform = tool("kubeconform")
     skip = ",".join(sorted(custom_kinds(rendered)))
