@@ -147,7 +147,15 @@ def test_the_expected_dashboards_and_alerts_exist() -> None:
         "ingest-availability-slo",
         "dead-letter-not-empty",
         "oldest-unacked-age",
+        "outbox-not-draining",
         "lms-failure-rate",
+        "crash-looping",
+        "autoscaler-at-max",
+        "sweep-failing",
+        "enrollment-failed",
+        "webhook-quarantined",
+        "webhook-silent",
+        "webhook-url-down",
     }
 
 
@@ -169,7 +177,13 @@ def test_alert_policy_parses_with_the_official_type_and_has_a_runbook(path: Path
     assert policy.display_name.startswith("CourseBridge")
     assert policy.conditions
     for condition in policy.conditions:
-        assert condition.condition_prometheus_query_language.query, "PromQL conditions only"
+        # PromQL, except the uptime check's built-in metric and the log-based sweep alert.
+        assert (
+            condition.condition_prometheus_query_language.query
+            or "uptime_check" in condition.condition_threshold.filter
+            or condition.condition_matched_log.filter
+        ), condition.display_name
+    assert policy.severity != AlertPolicy.Severity.SEVERITY_UNSPECIFIED
     anchors = re.findall(r"docs/runbooks\.md#([a-z0-9-]+)", policy.documentation.content)
     assert anchors, "the documentation links its runbook"
     assert set(anchors) <= runbook_anchors()
@@ -646,3 +660,103 @@ def test_values_files_hold_no_secret_values(path: Path) -> None:
             pytest.fail(
                 f"{path.name}: {'.'.join(keys)} looks like a secret value; reference a Secret instead"
             )
+
+
+# --- PromQL and the metrics it names --------------------------------------------------------------------
+
+# Metrics Google Cloud exports itself (they exist before any traffic): Pub/Sub, load balancer, Kubernetes
+# system metrics and the cluster's kube state metrics (HPA package, tools/gcp_bootstrap.sh).
+BUILT_IN = re.compile(r"^([a-z]+_googleapis_com:|kubernetes_io:|kube_)")
+
+
+def promql_queries() -> list[tuple[str, str]]:
+    found = []
+    for path in DASHBOARDS:
+        for tile in Dashboard.from_json(path.read_text("utf-8")).mosaic_layout.tiles:
+            for data_set in tile.widget.xy_chart.data_sets:
+                found.append((path.name, data_set.time_series_query.prometheus_query))
+    for path in ALERTS:
+        for condition in AlertPolicy.from_json(path.read_text("utf-8")).conditions:
+            if condition.condition_prometheus_query_language.query:
+                found.append((path.name, condition.condition_prometheus_query_language.query))
+    return found
+
+
+def metric_names(query: str) -> set[str]:
+    import promql_parser
+
+    names: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        for attribute in ("expr", "lhs", "rhs", "vector_selector", "param"):
+            child = getattr(node, attribute, None)
+            if child is not None and not isinstance(child, (str, int, float)):
+                visit(child)
+        for child in getattr(node, "args", None) or []:
+            visit(child)
+
+    visit(promql_parser.parse(query))
+    return names
+
+
+def test_every_promql_query_parses_and_names_a_metric() -> None:
+    queries = promql_queries()
+    assert len(queries) > 30
+    for source, query in queries:
+        assert metric_names(query), f"{source}: {query}"
+
+
+def exported_metrics() -> set[str]:
+    """Names given to prometheus_client metrics in the services' and libraries' code (not tests)."""
+    pattern = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-z_:]+)\"", re.S)
+    names: set[str] = set()
+    for path in [*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/*/src/**/*.py")]:
+        for kind, name in pattern.findall(path.read_text("utf-8")):
+            names.add(name)
+            if kind == "Counter" and not name.endswith("_total"):
+                names.add(f"{name}_total")
+            if kind in ("Histogram", "Summary"):
+                names.update(f"{name}_{suffix}" for suffix in ("bucket", "count", "sum"))
+    return names
+
+
+def test_every_metric_a_dashboard_or_alert_uses_is_exported_by_the_code() -> None:
+    exported = exported_metrics()
+    assert "coursebridge_outbox_oldest_age_seconds" in exported and "coursebridge_lms_calls_total" in exported
+    missing = {
+        (source, name)
+        for source, query in promql_queries()
+        for name in metric_names(query)
+        if not BUILT_IN.match(name) and name not in exported
+    }
+    assert not missing, f"used but never exported: {sorted(missing)}"
+
+
+def test_every_alert_pages_the_notification_channels_of_the_values(tmp_path: Path) -> None:
+    """The Google Cloud chart wires every alert policy to the environment's channels."""
+    helm_bin = os.environ.get("HELM_BIN") or str(ROOT / ".tools" / "bin" / "helm")
+    if not Path(helm_bin).is_file():
+        skip_or_fail("helm is not installed (bash tools/install_test_tools.sh installs it)")
+    result = subprocess.run(
+        [helm_bin, "template", "coursebridge-gcp", str(ROOT / "helm" / "coursebridge-gcp"),
+         "-f", str(ROOT / "helm" / "values-production.yaml")],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    docs = yaml_docs(result.stdout)
+    channels = {d["metadata"]["name"] for d in of_kind(docs, "MonitoringNotificationChannel")}
+    assert channels
+    policies = of_kind(docs, "MonitoringAlertPolicy")
+    assert len(policies) == len(ALERTS)
+    for policy in policies:
+        assert {ref["name"] for ref in policy["spec"]["notificationChannels"]} == channels
+    (uptime,) = of_kind(docs, "MonitoringUptimeCheckConfig")
+    assert uptime["spec"]["resourceID"] in (ROOT / "monitoring/alerts/webhook-url-down.json").read_text(
+        "utf-8"
+    )
+    host = yaml.safe_load((ROOT / "helm/values-production.yaml").read_text("utf-8"))["ingest"]["ingress"][
+        "host"
+    ]
+    assert uptime["spec"]["monitoredResource"]["filterLabels"]["host"] == host
