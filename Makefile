@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: run test lint format samples bench backfill env clean
+.PHONY: run test test-tools lint format samples bench backfill env clean
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -32,9 +32,14 @@ samples: env
 backfill: env
 	$(RUN) python tools/local_stack.py backfill $(ARGS)
 
-## Every test: unit, contract (embedded and Google's emulators), service and end to end.
-test: env
-	$(RUN) pytest $(PYTEST_ARGS)
+## Every test: unit, contract (embedded and Google's emulators), service, end to end and deployment config.
+## First installs what the tests need beyond Python into .tools/ (helm, kubeconform, the BigQuery emulator,
+## the CRD validators; Chromium through apt): tools/install_test_tools.sh, cached after the first run.
+test: env test-tools
+	BQ_EMULATOR_BIN="$(CURDIR)/.tools/bin" $(RUN) pytest $(PYTEST_ARGS)
+
+test-tools:
+	bash tools/install_test_tools.sh
 
 lint: env
 	$(RUN) ruff check .

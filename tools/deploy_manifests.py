@@ -1,22 +1,28 @@
 """Generate the Config Connector manifests that follow from code, so they cannot drift from it.
 
-- ``k8s/base/pubsub.yaml``: a PubSubTopic per topic of ``coursebridge.topology.TOPOLOGY.all_topics()``, a
+They are files of the ``coursebridge-gcp`` Helm chart (``helm/coursebridge-gcp/files``), which fills in
+the environment's values (project, region, notification channels) from the same values file as the
+services' chart:
+
+- ``pubsub.yaml``: a PubSubTopic per topic of ``coursebridge.topology.TOPOLOGY.all_topics()``, a
   PubSubSubscription per subscription (ordering, ack deadline, retry and dead-letter policy) and a
   ``<dead-letter topic>.hold`` subscription per dead-letter topic.
-- ``k8s/base/iam.yaml``: a Google service account per service and least-privilege IAMPolicyMembers: publisher
-  on the topics a service produces (from the event contracts) and on its own dead-letter topics,
-  subscriber/viewer on its own subscriptions, the Pub/Sub service agent's dead-letter rights, Firestore,
-  BigQuery jobs, and the Workload Identity bindings. The ``.hold`` subscriptions are for operators (their
-  own credentials: inspecting and replaying dead letters), not for the services.
-- ``k8s/base/monitoring.yaml``: a MonitoringDashboard / MonitoringAlertPolicy per JSON file under
-  ``monitoring/`` (the JSON is the spec, verbatim; only ``projectRef`` is added where Config Connector
-  requires it).
+- ``iam.yaml``: a Google service account per service and least-privilege IAMPolicyMembers: publisher on
+  the topics a service produces (from the event contracts) and on its own dead-letter topics,
+  subscriber/viewer on its own subscriptions, the Pub/Sub service agent's dead-letter rights, Firestore on
+  the service's own database only (an IAM condition; analytics has none), BigQuery jobs, Secret Manager
+  access to the secrets the service reads, and the Workload Identity bindings. The ``.hold``
+  subscriptions are for operators (their own credentials: inspecting and replaying dead letters).
+- ``secrets.yaml``: the Secret Manager secrets (no versions: operators add the values, docs/deploy.md).
+- ``monitoring.yaml``: a MonitoringDashboard / MonitoringAlertPolicy per JSON file under ``monitoring/``
+  (the JSON is the spec, verbatim; only ``projectRef`` is added where Config Connector requires it).
 
-    uv run python tools/deploy_manifests.py          # rewrite the three files
-    uv run python tools/deploy_manifests.py --check  # exit 1 when one is stale (tools/validate_deploy.sh)
+    uv run python tools/deploy_manifests.py          # rewrite the generated files
+    uv run python tools/deploy_manifests.py --check  # exit 1 when one is stale (tests/deploy)
 
-``PROJECT_ID`` is a placeholder that the overlays in ``k8s/overlays/<env>`` replace (kustomize replacements
-in ``k8s/components/gcp-project``).
+``PROJECT_ID`` is a placeholder the chart replaces with ``gcp.projectId``. Objects that hold data or
+identities (topics, dead-letter holds, service accounts, secrets) carry Config Connector's
+``deletion-policy: abandon``: deleting the release or the namespace never deletes them in Google Cloud.
 """
 
 from __future__ import annotations
@@ -33,11 +39,21 @@ from coursebridge.events import CONTRACTS
 from coursebridge.topology import DEAD_LETTER_SUFFIX, TOPOLOGY
 
 ROOT = Path(__file__).resolve().parent.parent
-K8S = ROOT / "k8s" / "base"
+FILES = ROOT / "helm" / "coursebridge-gcp" / "files"
 MONITORING = ROOT / "monitoring"
 
 SERVICES = ("ingest", "enrollment", "subscription", "analytics")
-NAMESPACE = "coursebridge"  # where the Helm release runs (Workload Identity members name it)
+NAMESPACE = "coursebridge"  # where the Helm releases run (Workload Identity members name it)
+# Services with a Firestore database of their own (database id = service name); analytics has none.
+FIRESTORE_SERVICES = ("ingest", "enrollment", "subscription")
+# Secret Manager secret -> the services whose pods mount it (helm values secrets.<key>.secret).
+SECRETS = {
+    "coursebridge-hotmart-hottok": ("ingest",),
+    "coursebridge-admin-token": ("ingest", "enrollment", "subscription", "analytics"),
+    "coursebridge-talentlms-api-key": ("enrollment",),
+    "coursebridge-analytics-pseudonym-key": ("analytics",),
+}
+ABANDON = {"cnrm.cloud.google.com/deletion-policy": "abandon"}
 PROJECT_PLACEHOLDER = "PROJECT_ID"
 HOLD_RETENTION = "2678400s"  # 31 days, Pub/Sub's maximum: dead letters wait for an operator
 RETENTION = "604800s"  # 7 days
@@ -83,6 +99,7 @@ def pubsub_resources() -> list[dict[str, Any]]:
                 "metadata": {
                     "name": topic,
                     "labels": {**GCP_LABELS, "role": "dead-letter" if dead_letter else "events"},
+                    "annotations": dict(ABANDON),
                 },
                 # Event topics keep 7 days of messages, so a subscription can be seeked back for a replay;
                 # dead letters are kept by their .hold subscription instead.
@@ -120,6 +137,7 @@ def pubsub_resources() -> list[dict[str, Any]]:
                 "metadata": {
                     "name": sub.hold_subscription,
                     "labels": {**GCP_LABELS, "service": owner(sub.name), "role": "dead-letter-hold"},
+                    "annotations": dict(ABANDON),
                 },
                 "spec": {
                     "topicRef": {"name": sub.dead_letter_topic},
@@ -140,6 +158,7 @@ def _member(
     service: str | None = None,
     member: str | None = None,
     identity: str | None = None,
+    condition: dict[str, str] | None = None,
     binding: str,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {}
@@ -151,6 +170,8 @@ def _member(
         spec["member"] = member
     spec["role"] = role
     spec["resourceRef"] = resource
+    if condition is not None:
+        spec["condition"] = condition
     return {
         "apiVersion": "iam.cnrm.cloud.google.com/v1beta1",
         "kind": "IAMPolicyMember",
@@ -164,6 +185,7 @@ def _ref(kind: str, name: str) -> dict[str, str]:
         "PubSubTopic": "pubsub.cnrm.cloud.google.com/v1beta1",
         "PubSubSubscription": "pubsub.cnrm.cloud.google.com/v1beta1",
         "IAMServiceAccount": "iam.cnrm.cloud.google.com/v1beta1",
+        "SecretManagerSecret": "secretmanager.cnrm.cloud.google.com/v1beta1",
     }[kind]
     return {"apiVersion": api, "kind": kind, "name": name}
 
@@ -179,7 +201,7 @@ def iam_resources() -> list[dict[str, Any]]:
             {
                 "apiVersion": "iam.cnrm.cloud.google.com/v1beta1",
                 "kind": "IAMServiceAccount",
-                "metadata": {"name": gsa(service)},
+                "metadata": {"name": gsa(service), "annotations": dict(ABANDON)},
                 "spec": {
                     "displayName": f"CourseBridge {service}",
                     "description": f"Identity of the {service} service's pods (Workload Identity).",
@@ -249,16 +271,34 @@ def iam_resources() -> list[dict[str, Any]]:
                 binding="pubsub-service-agent",
             ),
         ]
-    for service in SERVICES:
+    # Firestore roles are granted on the project; the condition narrows each grant to the service's own
+    # database, so no service can read another's documents.
+    for service in FIRESTORE_SERVICES:
         members.append(
             _member(
                 f"{service}-firestore",
                 "roles/datastore.user",
                 dict(PROJECT_REF),
                 service=service,
+                condition={
+                    "title": f"only-{service}-database",
+                    "description": f"Firestore database {service} only",
+                    "expression": f'resource.name == "projects/{PROJECT_PLACEHOLDER}/databases/{service}"',
+                },
                 binding="project",
             )
         )
+    for secret, readers in SECRETS.items():
+        for service in readers:
+            members.append(
+                _member(
+                    f"{service}-reads-{secret.removeprefix('coursebridge-')}",
+                    "roles/secretmanager.secretAccessor",
+                    _ref("SecretManagerSecret", secret),
+                    service=service,
+                    binding="secret-accessor",
+                )
+            )
     members.append(
         _member(
             "analytics-bigquery-jobs",
@@ -279,6 +319,18 @@ def iam_resources() -> list[dict[str, Any]]:
             )
         )
     return docs + members
+
+
+def secret_resources() -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": "secretmanager.cnrm.cloud.google.com/v1beta1",
+            "kind": "SecretManagerSecret",
+            "metadata": {"name": name, "labels": dict(GCP_LABELS), "annotations": dict(ABANDON)},
+            "spec": {"replication": {"automatic": True}},
+        }
+        for name in SECRETS
+    ]
 
 
 def monitoring_resources() -> list[dict[str, Any]]:
@@ -319,9 +371,10 @@ def render(docs: list[dict[str, Any]], source: str) -> str:
 
 def outputs() -> dict[Path, str]:
     return {
-        K8S / "pubsub.yaml": render(pubsub_resources(), "coursebridge.topology.TOPOLOGY"),
-        K8S / "iam.yaml": render(iam_resources(), "coursebridge.topology and the event contracts"),
-        K8S / "monitoring.yaml": render(
+        FILES / "pubsub.yaml": render(pubsub_resources(), "coursebridge.topology.TOPOLOGY"),
+        FILES / "iam.yaml": render(iam_resources(), "coursebridge.topology and the event contracts"),
+        FILES / "secrets.yaml": render(secret_resources(), "tools/deploy_manifests.py SECRETS"),
+        FILES / "monitoring.yaml": render(
             monitoring_resources(), "monitoring/dashboards and monitoring/alerts"
         ),
     }

@@ -1,15 +1,15 @@
 """The deployment configuration agrees with the code and with the official schemas.
 
-- skaffold.yaml validates against Skaffold's published JSON schema (``../shared/schemas``);
+- skaffold.yaml validates against Skaffold's published JSON schema (vendored: ``vendor/skaffold``);
 - every dashboard and alert policy parses with the official Cloud Monitoring API types, so a typo fails;
-- the Config Connector manifests (k8s/) declare exactly the topics and subscriptions of
+- the Config Connector manifests (helm/coursebridge-gcp/files) declare exactly the topics and subscriptions of
   ``coursebridge.topology.TOPOLOGY`` with its settings, least-privilege IAM, and monitoring resources
   identical to the JSON files;
 - the Helm chart, rendered for every profile, wires the same subscription names (worker HPAs), the same
   Workload Identity service accounts, and the security settings, and no values file holds a secret.
 
-Rendering needs helm (installed by tools/validate_deploy.sh into ~/go/bin): without it those tests skip,
-except with CI=true where they fail, like a missing skaffold schema.
+Rendering needs helm (``make test`` installs it into .tools/bin): without it those tests skip, except
+with CI=true where they fail.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "coursebridge"
 PROFILES = ("local", "staging", "production")
 SERVICES = ("ingest", "enrollment", "subscription", "analytics")
-SKAFFOLD_SCHEMA = ROOT.parent / "shared" / "schemas" / "skaffold-v4beta13.json"
+SKAFFOLD_SCHEMA = ROOT / "vendor" / "skaffold" / "v4beta13.json"
 KUBE_VERSION = "1.33"
 NAMESPACE = "coursebridge"
 DASHBOARDS = sorted((ROOT / "monitoring" / "dashboards").glob("*.json"))
@@ -57,9 +57,8 @@ def yaml_docs(text: str) -> list[dict[str, Any]]:
 @cache
 def k8s_docs() -> tuple[dict[str, Any], ...]:
     docs: list[dict[str, Any]] = []
-    for path in sorted((ROOT / "k8s" / "base").glob("*.yaml")):
-        if path.name != "kustomization.yaml":
-            docs += yaml_docs(path.read_text("utf-8"))
+    for path in sorted((ROOT / "helm" / "coursebridge-gcp" / "files").glob("*.yaml")):
+        docs += yaml_docs(path.read_text("utf-8"))
     return tuple(docs)
 
 
@@ -87,8 +86,6 @@ def skaffold() -> dict[str, Any]:
 
 
 def test_skaffold_yaml_validates_against_the_official_schema() -> None:
-    if not SKAFFOLD_SCHEMA.exists():
-        skip_or_fail(f"Skaffold's schema is not at {SKAFFOLD_SCHEMA}")
     schema = json.loads(SKAFFOLD_SCHEMA.read_text("utf-8"))
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
@@ -107,7 +104,14 @@ def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> Non
     profiles = {p["name"]: p for p in doc["profiles"]}
     assert set(profiles) == set(PROFILES)
     for name, profile in profiles.items():
-        (release,) = profile["deploy"]["helm"]["releases"]
+        releases = profile["deploy"]["helm"]["releases"]
+        assert "kubectl" not in profile["deploy"], "one deployer: Helm (its order is the release order)"
+        if name == "local":
+            (release,) = releases
+        else:  # the Google Cloud resources first, from the same single values file
+            gcp, release = releases
+            assert gcp["chartPath"] == "helm/coursebridge-gcp"
+            assert gcp["valuesFiles"] == [f"helm/values-{name}.yaml"]
         assert release["chartPath"] == "helm/coursebridge"
         assert release["namespace"] == NAMESPACE
         assert release["valuesFiles"] == [f"helm/values-{name}.yaml"]
@@ -117,7 +121,7 @@ def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> Non
             templates = release["setValueTemplates"]
             assert templates[f"images.{service}.repository"] == f"{{{{.IMAGE_REPO_coursebridge_{key}}}}}"
             assert f"{{{{.IMAGE_TAG_coursebridge_{key}}}}}" in templates[f"images.{service}.tag"]
-    assert profiles["local"]["manifests"]["kustomize"]["paths"] == ["k8s/local"]
+    assert "manifests" not in profiles["local"], "the chart itself runs the emulators before the services"
 
 
 def test_dockerfiles_install_only_their_service_from_the_lock_file() -> None:
@@ -143,10 +147,18 @@ def test_the_expected_dashboards_and_alerts_exist() -> None:
         "ingest-availability-slo",
         "dead-letter-not-empty",
         "oldest-unacked-age",
+        "outbox-not-draining",
         "lms-failure-rate",
         "hotmart-webhook-silence",
         "hotmart-reconciliation-recovered",
         "subscription-safety-net",
+        "crash-looping",
+        "autoscaler-at-max",
+        "sweep-failing",
+        "enrollment-failed",
+        "webhook-quarantined",
+        "webhook-silent",
+        "webhook-url-down",
     }
 
 
@@ -168,7 +180,13 @@ def test_alert_policy_parses_with_the_official_type_and_has_a_runbook(path: Path
     assert policy.display_name.startswith("CourseBridge")
     assert policy.conditions
     for condition in policy.conditions:
-        assert condition.condition_prometheus_query_language.query, "PromQL conditions only"
+        # PromQL, except the uptime check's built-in metric and the log-based sweep alert.
+        assert (
+            condition.condition_prometheus_query_language.query
+            or "uptime_check" in condition.condition_threshold.filter
+            or condition.condition_matched_log.filter
+        ), condition.display_name
+    assert policy.severity != AlertPolicy.Severity.SEVERITY_UNSPECIFIED
     anchors = re.findall(r"docs/runbooks\.md#([a-z0-9-]+)", policy.documentation.content)
     assert anchors, "the documentation links its runbook"
     assert set(anchors) <= runbook_anchors()
@@ -274,7 +292,34 @@ def test_bigquery_dataset_is_the_one_the_chart_configures() -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))["analytics"]
     (dataset,) = of_kind(k8s_docs(), "BigQueryDataset")
     assert dataset["spec"]["resourceID"] == values["bigqueryDataset"]
-    assert dataset["spec"]["location"] == values["bigqueryLocation"]
+    assert dataset["spec"]["location"] == "GCP_REGION", "the environment's region, explicitly"
+    assert not {"defaultTableExpirationMs", "defaultPartitionExpirationMs"} & set(dataset["spec"]), (
+        "revenue history never expires"
+    )
+
+
+def test_stateful_objects_survive_deleting_the_release_or_namespace() -> None:
+    stateful = (
+        "PubSubTopic",
+        "IAMServiceAccount",
+        "FirestoreDatabase",
+        "BigQueryDataset",
+        "SecretManagerSecret",
+    )
+    docs = [d for d in k8s_docs() if d["kind"] in stateful]
+    docs += [d for d in of_kind(k8s_docs(), "PubSubSubscription") if d["metadata"]["name"].endswith(".hold")]
+    assert len(docs) > 20
+    for doc in docs:
+        annotations = doc["metadata"].get("annotations", {})
+        assert annotations.get("cnrm.cloud.google.com/deletion-policy") == "abandon", doc["metadata"]["name"]
+
+
+def test_each_service_has_its_own_firestore_database_with_pitr() -> None:
+    databases = {d["spec"]["resourceID"]: d["spec"] for d in of_kind(k8s_docs(), "FirestoreDatabase")}
+    assert set(databases) == {"ingest", "enrollment", "subscription"}
+    for spec in databases.values():
+        assert spec["pointInTimeRecoveryEnablement"] == "POINT_IN_TIME_RECOVERY_ENABLED"
+        assert spec["locationID"] == "GCP_REGION"
 
 
 def test_no_service_gets_a_role_outside_the_least_privilege_set() -> None:
@@ -284,7 +329,16 @@ def test_no_service_gets_a_role_outside_the_least_privilege_set() -> None:
         "roles/pubsub.viewer",
         "roles/datastore.user",
         "roles/iam.workloadIdentityUser",
+        "roles/secretmanager.secretAccessor",
     }
+    firestore = {}
+    for binding in bindings():
+        if binding["spec"]["role"] == "roles/datastore.user":
+            firestore[service_of(binding)] = binding["spec"]["condition"]["expression"]
+    assert firestore == {
+        s: f'resource.name == "projects/PROJECT_ID/databases/{s}"'
+        for s in ("ingest", "enrollment", "subscription")
+    }, "each service its own database only; analytics none"
     for binding in bindings():
         role, service = binding["spec"]["role"], service_of(binding)
         if role == "roles/bigquery.jobUser":
@@ -356,11 +410,11 @@ def test_config_connector_monitoring_resources_are_the_json_files() -> None:
 
 @pytest.fixture(scope="module")
 def helm() -> str:
-    candidates = [os.environ.get("HELM_BIN"), str(Path.home() / "go" / "bin" / "helm"), shutil.which("helm")]
+    candidates = [os.environ.get("HELM_BIN"), str(ROOT / ".tools" / "bin" / "helm"), shutil.which("helm")]
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
-    skip_or_fail("helm is not installed (bash tools/validate_deploy.sh installs it)")
+    skip_or_fail("helm is not installed (bash tools/install_test_tools.sh installs it)")
     raise AssertionError("unreachable")
 
 
@@ -387,7 +441,13 @@ def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def workloads(docs: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    return [doc for doc in docs if doc["kind"] in ("Deployment", "CronJob", "Job")]
+    """CourseBridge's own processes (not the emulators a local cluster runs)."""
+    return [
+        doc
+        for doc in docs
+        if doc["kind"] in ("Deployment", "CronJob", "Job")
+        and doc["metadata"]["name"].startswith("coursebridge-")
+    ]
 
 
 def test_values_name_the_topology_subscriptions_per_worker() -> None:
@@ -433,7 +493,7 @@ def test_every_process_runs_locked_down_with_probes_and_resources(rendered, prof
             if doc["kind"] == "Deployment":
                 assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
                 assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    names = {doc["metadata"]["name"] for doc in of_kind(list(docs), "Deployment")}
+    names = {doc["metadata"]["name"] for doc in workloads(docs) if doc["kind"] == "Deployment"}
     assert names == {
         "coursebridge-ingest-api",
         "coursebridge-ingest-relay",
@@ -441,20 +501,80 @@ def test_every_process_runs_locked_down_with_probes_and_resources(rendered, prof
     }
 
 
+# Each process's secrets, and no more (the TalentLMS key only where TalentLMS is called).
+SECRETS_OF = {
+    "coursebridge-ingest-api": {"HOTMART_HOTTOK", "ADMIN_TOKEN"},
+    "coursebridge-ingest-relay": set(),
+    "coursebridge-enrollment-api": {"ADMIN_TOKEN"},
+    "coursebridge-enrollment-worker": {"TALENTLMS_API_KEY"},
+    "coursebridge-subscription-api": {"ADMIN_TOKEN"},
+    "coursebridge-subscription-worker": set(),
+    "coursebridge-subscription-sweep": set(),
+    "coursebridge-analytics-api": {"ANALYTICS_PSEUDONYM_KEY", "ADMIN_TOKEN"},
+    "coursebridge-analytics-worker": {"ANALYTICS_PSEUDONYM_KEY"},
+}
+SECRET_ENV = {"HOTMART_HOTTOK", "ADMIN_TOKEN", "TALENTLMS_API_KEY", "ANALYTICS_PSEUDONYM_KEY"}
+
+
+def secret_names_of(container: dict[str, Any]) -> set[str]:
+    names = {env["name"].removesuffix("_FILE") for env in container.get("env", [])}
+    return names & SECRET_ENV
+
+
 @pytest.mark.parametrize("profile", PROFILES)
-def test_secrets_come_only_from_secret_refs_named_in_values(rendered, profile: str) -> None:
+def test_each_process_gets_only_the_secrets_it_reads(rendered, profile: str) -> None:
     values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))
-    secret_names = {ref["name"] for ref in values["secrets"].values()}
-    secret_env = {"HOTMART_HOTTOK", "ADMIN_TOKEN", "TALENTLMS_API_KEY", "ANALYTICS_PSEUDONYM_KEY"}
-    seen = set()
+    refs = {ref["key"]: ref for ref in values["secrets"].values()}
+    classes = {d["metadata"]["name"]: d for d in of_kind(list(rendered[profile]), "SecretProviderClass")}
     for doc in workloads(rendered[profile]):
-        for container in pod_spec(doc)["containers"]:
-            for env in container.get("env", []):
-                if env["name"] in secret_env:
-                    assert "value" not in env, f"{env['name']} must come from a Secret"
-                    assert env["valueFrom"]["secretKeyRef"]["name"] in secret_names
-                    seen.add(env["name"])
-    assert seen == secret_env
+        if doc["kind"] == "Job":
+            continue
+        name = doc["metadata"]["name"]
+        spec = pod_spec(doc)
+        (container,) = spec["containers"]
+        assert secret_names_of(container) == SECRETS_OF[name], name
+        for env in container.get("env", []):
+            if env["name"] in SECRET_ENV:  # local clusters: Kubernetes Secrets
+                assert profile == "local" and "value" not in env
+                assert env["valueFrom"]["secretKeyRef"]["key"] in refs
+            elif env["name"].removesuffix("_FILE") in SECRET_ENV:  # GKE: Secret Manager files
+                assert profile != "local"
+                key = env["value"].rsplit("/", 1)[1]
+                (volume,) = [v for v in spec["volumes"] if v["name"] == "secrets"]
+                assert volume["csi"]["driver"] == "secrets-store-gke.csi.k8s.io"
+                spc = classes[volume["csi"]["volumeAttributes"]["secretProviderClass"]]
+                mounted = yaml.safe_load(spc["spec"]["parameters"]["secrets"])
+                assert {"resourceName": f"projects/{values_of(profile)['gcp']['projectId']}/secrets/"
+                        f"{refs[key]['secret']}/versions/latest", "path": key} in mounted  # fmt: skip
+        if profile != "local" and not SECRETS_OF[name]:
+            assert all(v["name"] != "secrets" for v in spec["volumes"]), name
+
+
+def values_of(profile: str) -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "helm" / f"values-{profile}.yaml").read_text("utf-8"))
+
+
+def test_secret_manager_secrets_and_accessors_match_the_chart() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text("utf-8"))
+    declared = {d["metadata"]["name"] for d in of_kind(k8s_docs(), "SecretManagerSecret")}
+    assert declared == {ref["secret"] for ref in values["secrets"].values()}
+    readers = {
+        (service_of(b), b["spec"]["resourceRef"]["name"])
+        for b in bindings()
+        if b["spec"]["role"] == "roles/secretmanager.secretAccessor"
+    }
+    env_to_ref = {
+        "HOTMART_HOTTOK": "hotmartHottok",
+        "ADMIN_TOKEN": "adminToken",
+        "TALENTLMS_API_KEY": "talentlmsApiKey",
+        "ANALYTICS_PSEUDONYM_KEY": "analyticsPseudonymKey",
+    }
+    expected = {
+        (process.split("-")[1], values["secrets"][env_to_ref[env]]["secret"])
+        for process, envs in SECRETS_OF.items()
+        for env in envs
+    }
+    assert readers == expected
 
 
 def test_the_relay_is_a_single_pod_replaced_by_recreate(rendered) -> None:
@@ -535,7 +655,7 @@ def test_values_files_hold_no_secret_values(path: Path) -> None:
     values = yaml.safe_load(path.read_text("utf-8")) or {}
     for keys, value in walk(values):
         if keys[:1] == ("secrets",):
-            assert len(keys) == 3 and keys[2] in ("name", "key"), (
+            assert len(keys) == 3 and keys[2] in ("name", "key", "secret"), (
                 f"secrets.* only name Secrets: {'.'.join(keys)}"
             )
             continue
@@ -543,3 +663,103 @@ def test_values_files_hold_no_secret_values(path: Path) -> None:
             pytest.fail(
                 f"{path.name}: {'.'.join(keys)} looks like a secret value; reference a Secret instead"
             )
+
+
+# --- PromQL and the metrics it names --------------------------------------------------------------------
+
+# Metrics Google Cloud exports itself (they exist before any traffic): Pub/Sub, load balancer, Kubernetes
+# system metrics and the cluster's kube state metrics (HPA package, tools/gcp_bootstrap.sh).
+BUILT_IN = re.compile(r"^([a-z]+_googleapis_com:|kubernetes_io:|kube_)")
+
+
+def promql_queries() -> list[tuple[str, str]]:
+    found = []
+    for path in DASHBOARDS:
+        for tile in Dashboard.from_json(path.read_text("utf-8")).mosaic_layout.tiles:
+            for data_set in tile.widget.xy_chart.data_sets:
+                found.append((path.name, data_set.time_series_query.prometheus_query))
+    for path in ALERTS:
+        for condition in AlertPolicy.from_json(path.read_text("utf-8")).conditions:
+            if condition.condition_prometheus_query_language.query:
+                found.append((path.name, condition.condition_prometheus_query_language.query))
+    return found
+
+
+def metric_names(query: str) -> set[str]:
+    import promql_parser
+
+    names: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector) and node.name:
+            names.add(node.name)
+        for attribute in ("expr", "lhs", "rhs", "vector_selector", "param"):
+            child = getattr(node, attribute, None)
+            if child is not None and not isinstance(child, (str, int, float)):
+                visit(child)
+        for child in getattr(node, "args", None) or []:
+            visit(child)
+
+    visit(promql_parser.parse(query))
+    return names
+
+
+def test_every_promql_query_parses_and_names_a_metric() -> None:
+    queries = promql_queries()
+    assert len(queries) > 30
+    for source, query in queries:
+        assert metric_names(query), f"{source}: {query}"
+
+
+def exported_metrics() -> set[str]:
+    """Names given to prometheus_client metrics in the services' and libraries' code (not tests)."""
+    pattern = re.compile(r"\b(Counter|Gauge|Histogram|Summary)\(\s*\"([a-z_:]+)\"", re.S)
+    names: set[str] = set()
+    for path in [*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/*/src/**/*.py")]:
+        for kind, name in pattern.findall(path.read_text("utf-8")):
+            names.add(name)
+            if kind == "Counter" and not name.endswith("_total"):
+                names.add(f"{name}_total")
+            if kind in ("Histogram", "Summary"):
+                names.update(f"{name}_{suffix}" for suffix in ("bucket", "count", "sum"))
+    return names
+
+
+def test_every_metric_a_dashboard_or_alert_uses_is_exported_by_the_code() -> None:
+    exported = exported_metrics()
+    assert "coursebridge_outbox_oldest_age_seconds" in exported and "coursebridge_lms_calls_total" in exported
+    missing = {
+        (source, name)
+        for source, query in promql_queries()
+        for name in metric_names(query)
+        if not BUILT_IN.match(name) and name not in exported
+    }
+    assert not missing, f"used but never exported: {sorted(missing)}"
+
+
+def test_every_alert_pages_the_notification_channels_of_the_values(tmp_path: Path) -> None:
+    """The Google Cloud chart wires every alert policy to the environment's channels."""
+    helm_bin = os.environ.get("HELM_BIN") or str(ROOT / ".tools" / "bin" / "helm")
+    if not Path(helm_bin).is_file():
+        skip_or_fail("helm is not installed (bash tools/install_test_tools.sh installs it)")
+    result = subprocess.run(
+        [helm_bin, "template", "coursebridge-gcp", str(ROOT / "helm" / "coursebridge-gcp"),
+         "-f", str(ROOT / "helm" / "values-production.yaml")],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    docs = yaml_docs(result.stdout)
+    channels = {d["metadata"]["name"] for d in of_kind(docs, "MonitoringNotificationChannel")}
+    assert channels
+    policies = of_kind(docs, "MonitoringAlertPolicy")
+    assert len(policies) == len(ALERTS)
+    for policy in policies:
+        assert {ref["name"] for ref in policy["spec"]["notificationChannels"]} == channels
+    (uptime,) = of_kind(docs, "MonitoringUptimeCheckConfig")
+    assert uptime["spec"]["resourceID"] in (ROOT / "monitoring/alerts/webhook-url-down.json").read_text(
+        "utf-8"
+    )
+    host = yaml.safe_load((ROOT / "helm/values-production.yaml").read_text("utf-8"))["ingest"]["ingress"][
+        "host"
+    ]
+    assert uptime["spec"]["monitoredResource"]["filterLabels"]["host"] == host

@@ -49,8 +49,11 @@ coursebridge.io/service: {{ .svc }}
   value: {{ .root.Values.backend | quote }}
 - name: GOOGLE_CLOUD_PROJECT
   value: {{ .root.Values.gcp.projectId | quote }}
+{{- if has .svc (list "ingest" "enrollment" "subscription") }}
+# Each service's own Firestore database (coursebridge-gcp: files/firestore.yaml); analytics has none.
 - name: FIRESTORE_DATABASE
-  value: {{ .root.Values.gcp.firestoreDatabase | quote }}
+  value: {{ .svc | quote }}
+{{- end }}
 - name: LOG_LEVEL
   value: {{ .root.Values.logLevel | quote }}
 {{- if .root.Values.emulators.enabled }}
@@ -58,16 +61,67 @@ coursebridge.io/service: {{ .svc }}
   value: {{ .root.Values.emulators.pubsubHost | quote }}
 - name: FIRESTORE_EMULATOR_HOST
   value: {{ .root.Values.emulators.firestoreHost | quote }}
+- name: BIGQUERY_EMULATOR_HOST
+  value: {{ .root.Values.emulators.bigqueryHost | quote }}
 {{- end }}
 {{- end }}
 
-{{/* One environment variable from an existing Secret: dict name, ref (values.secrets.<x>). */}}
+{{/*
+The secrets each process reads, and nothing more: "<svc>-<component>" -> [[env name, values.secrets key]].
+*/}}
+{{- define "coursebridge.secretsOf" -}}
+{{- $map := dict
+  "ingest-api" (list (list "HOTMART_HOTTOK" "hotmartHottok") (list "ADMIN_TOKEN" "adminToken"))
+  "enrollment-api" (list (list "ADMIN_TOKEN" "adminToken"))
+  "enrollment-worker" (list (list "TALENTLMS_API_KEY" "talentlmsApiKey"))
+  "subscription-api" (list (list "ADMIN_TOKEN" "adminToken"))
+  "analytics-api" (list (list "ANALYTICS_PSEUDONYM_KEY" "analyticsPseudonymKey") (list "ADMIN_TOKEN" "adminToken"))
+  "analytics-worker" (list (list "ANALYTICS_PSEUDONYM_KEY" "analyticsPseudonymKey"))
+-}}
+{{- toJson (index $map (printf "%s-%s" .svc .component) | default list) -}}
+{{- end }}
+
+{{- define "coursebridge.secretDir" -}}/var/run/secrets/coursebridge{{- end }}
+
+{{/*
+Secret environment of a process: with secretManager.enabled, <NAME>_FILE pointing at the Secret Manager
+version mounted by the Secrets Store CSI driver (GKE add-on); otherwise <NAME> from a Kubernetes Secret.
+*/}}
 {{- define "coursebridge.secretEnv" -}}
-- name: {{ .name }}
+{{- $root := .root -}}
+{{- range include "coursebridge.secretsOf" . | fromJsonArray }}
+{{- $ref := index $root.Values.secrets (index . 1) }}
+{{- if $root.Values.secretManager.enabled }}
+- name: {{ index . 0 }}_FILE
+  value: {{ printf "%s/%s" (include "coursebridge.secretDir" $root) $ref.key | quote }}
+{{- else }}
+- name: {{ index . 0 }}
   valueFrom:
     secretKeyRef:
-      name: {{ .ref.name | quote }}
-      key: {{ .ref.key | quote }}
+      name: {{ $ref.name | quote }}
+      key: {{ $ref.key | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret Manager volume of a process that reads secrets (none otherwise). */}}
+{{- define "coursebridge.secretVolume" -}}
+{{- if and .root.Values.secretManager.enabled (include "coursebridge.secretsOf" . | fromJsonArray) }}
+- name: secrets
+  csi:
+    driver: secrets-store-gke.csi.k8s.io
+    readOnly: true
+    volumeAttributes:
+      secretProviderClass: {{ printf "coursebridge-%s-%s" .svc .component }}
+{{- end }}
+{{- end }}
+
+{{- define "coursebridge.secretMount" -}}
+{{- if and .root.Values.secretManager.enabled (include "coursebridge.secretsOf" . | fromJsonArray) }}
+- name: secrets
+  mountPath: {{ include "coursebridge.secretDir" .root }}
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "coursebridge.podSpecCommon" -}}
@@ -95,11 +149,48 @@ livenessProbe:
   periodSeconds: 10
   timeoutSeconds: 3
   failureThreshold: 3
+# /readyz waits up to 5 s on Firestore: the probe must outwait it, or a slow Firestore turns every pod
+# unready and the load balancer answers 502 instead of the app's own 503.
 readinessProbe:
   httpGet: {path: /readyz, port: http}
-  periodSeconds: 5
-  timeoutSeconds: 3
-  failureThreshold: 2
+  periodSeconds: 10
+  timeoutSeconds: 8
+  failureThreshold: 3
+{{- end }}
+
+{{/*
+Local clusters: wait until the emulators answer before starting, so a process starting before its
+backends stays in Init (unready) instead of crash-looping.
+*/}}
+{{- define "coursebridge.waitForEmulators" -}}
+{{- if .root.Values.emulators.enabled }}
+initContainers:
+  - name: wait-for-emulators
+    image: {{ include "coursebridge.image" . | quote }}
+    imagePullPolicy: {{ .root.Values.images.pullPolicy }}
+    command:
+      - python
+      - -c
+      - |
+        import socket, sys, time
+        for target in sys.argv[1:]:
+            host, port = target.rsplit(":", 1)
+            while True:
+                try:
+                    socket.create_connection((host, int(port)), timeout=2).close()
+                    break
+                except OSError:
+                    print("waiting for", target, flush=True)
+                    time.sleep(2)
+      - {{ .root.Values.emulators.pubsubHost | quote }}
+      - {{ .root.Values.emulators.firestoreHost | quote }}
+      - {{ .root.Values.emulators.bigqueryHost | quote }}
+    resources:
+      requests: {cpu: 10m, memory: 32Mi}
+      limits: {memory: 64Mi}
+    securityContext:
+      {{- toYaml .root.Values.containerSecurityContext | nindent 6 }}
+{{- end }}
 {{- end }}
 
 {{- define "coursebridge.topologySpread" -}}
@@ -145,9 +236,11 @@ spec:
         {{- include "coursebridge.labels" $ctx | nindent 8 }}
     spec:
       {{- include "coursebridge.podSpecCommon" $ctx | nindent 6 }}
-      # preStop sleep (5 s) + gunicorn's graceful drain (25 s) + margin.
-      terminationGracePeriodSeconds: 40
+      # preStop sleep (20 s: the load balancer stops sending to an endpoint only after its NEG is
+      # updated) + gunicorn's graceful drain (25 s) + margin.
+      terminationGracePeriodSeconds: 60
       {{- include "coursebridge.topologySpread" $ctx | nindent 6 }}
+      {{- include "coursebridge.waitForEmulators" $ctx | nindent 6 }}
       containers:
         - name: api
           image: {{ include "coursebridge.image" $ctx | quote }}
@@ -178,13 +271,14 @@ spec:
             - name: PROMETHEUS_MULTIPROC_DIR
               value: /var/run/prometheus
             {{- include "coursebridge.commonEnv" $ctx | nindent 12 }}
+            {{- include "coursebridge.secretEnv" $ctx | nindent 12 }}
             {{- include (printf "coursebridge.%s.env" .svc) $ctx | nindent 12 }}
           {{- include "coursebridge.probes" $ctx | nindent 10 }}
           lifecycle:
             # Keep serving while the endpoint is removed from the load balancer, then drain.
             preStop:
               sleep:
-                seconds: 5
+                seconds: 20
           resources:
             {{- toYaml $api.resources | nindent 12 }}
           securityContext:
@@ -194,7 +288,9 @@ spec:
               mountPath: /tmp
             - name: prometheus
               mountPath: /var/run/prometheus
+            {{- include "coursebridge.secretMount" $ctx | nindent 12 }}
       volumes:
+        {{- include "coursebridge.secretVolume" $ctx | nindent 8 }}
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi
@@ -235,6 +331,7 @@ spec:
       {{- include "coursebridge.podSpecCommon" $ctx | nindent 6 }}
       # Each subscriber drains for up to 30 s after SIGTERM; unfinished messages are redelivered anyway.
       terminationGracePeriodSeconds: 90
+      {{- include "coursebridge.waitForEmulators" $ctx | nindent 6 }}
       containers:
         - name: {{ .component }}
           image: {{ include "coursebridge.image" $ctx | quote }}
@@ -250,6 +347,7 @@ spec:
             - name: WORKER_HEALTH_HOST
               value: "0.0.0.0"
             {{- include "coursebridge.commonEnv" $ctx | nindent 12 }}
+            {{- include "coursebridge.secretEnv" $ctx | nindent 12 }}
             {{- include (printf "coursebridge.%s.env" .svc) $ctx | nindent 12 }}
           {{- include "coursebridge.probes" $ctx | nindent 10 }}
           resources:
@@ -259,7 +357,9 @@ spec:
           volumeMounts:
             - name: tmp
               mountPath: /tmp
+            {{- include "coursebridge.secretMount" $ctx | nindent 12 }}
       volumes:
+        {{- include "coursebridge.secretVolume" $ctx | nindent 8 }}
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi

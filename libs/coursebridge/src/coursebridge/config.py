@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,7 +17,27 @@ def _env(name: str, default: str) -> str:
 
 
 def env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+    return [item.strip() for item in (secret_env(name) or "").split(",") if item.strip()]
+
+
+def secret_env(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A secret from ``NAME``, or from the file named by ``NAME_FILE`` (trailing newline dropped).
+
+    On GKE secrets are Secret Manager versions mounted as files (Secrets Store CSI) into only the pods
+    that use them, so they are never in the pod spec or the process environment; locally they are plain
+    environment variables. An unreadable ``NAME_FILE`` is an error, not a missing secret.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(name, "").strip()
+    if value:
+        return value
+    path = env.get(f"{name}_FILE", "").strip()
+    if not path:
+        return None
+    try:
+        return Path(path).read_text("utf-8").strip() or None
+    except OSError as error:
+        raise RuntimeError(f"{name}_FILE={path} cannot be read: {error.strerror}") from None
 
 
 @dataclass(frozen=True)

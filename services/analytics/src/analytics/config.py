@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from coursebridge.config import PlatformSettings
+from coursebridge.config import PlatformSettings, secret_env
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class AnalyticsSettings:
 
     @classmethod
     def from_env(cls) -> AnalyticsSettings:
-        key = os.environ.get("ANALYTICS_PSEUDONYM_KEY", "")
+        key = secret_env("ANALYTICS_PSEUDONYM_KEY") or ""
         if not key:
             raise RuntimeError(
                 "ANALYTICS_PSEUDONYM_KEY is not set: buyers cannot be pseudonymised in the warehouse"
@@ -30,7 +30,7 @@ class AnalyticsSettings:
         return cls(
             platform=PlatformSettings.from_env("analytics"),
             pseudonym_key=key.encode("utf-8"),
-            admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            admin_token=secret_env("ADMIN_TOKEN"),
             bigquery_dataset=os.environ.get("BIGQUERY_DATASET") or "coursebridge",
             bigquery_location=os.environ.get("BIGQUERY_LOCATION") or None,
             port=int(os.environ.get("ANALYTICS_PORT", "8083")),

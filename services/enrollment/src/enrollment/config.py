@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from coursebridge.config import PlatformSettings
+from coursebridge.config import PlatformSettings, secret_env
 
 DEFAULT_CALLS = 190  # TalentLMS's 200 calls / 5 s, minus headroom for other tools of the same portal
 DEFAULT_WINDOW_SECONDS = 5.0
@@ -45,8 +45,8 @@ class EnrollmentSettings:
         return cls(
             platform=PlatformSettings.from_env("enrollment"),
             talentlms_base_url=os.environ.get("TALENTLMS_BASE_URL") or None,
-            talentlms_api_key=os.environ.get("TALENTLMS_API_KEY") or None,
-            admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            talentlms_api_key=secret_env("TALENTLMS_API_KEY"),
+            admin_token=secret_env("ADMIN_TOKEN"),
             port=_int("ENROLLMENT_PORT", 8081),
             rate_limit_calls=_int("TALENTLMS_RATE_LIMIT_CALLS", DEFAULT_CALLS),
             rate_limit_period=_float("TALENTLMS_RATE_LIMIT_WINDOW_SECONDS", DEFAULT_WINDOW_SECONDS),

@@ -6,7 +6,7 @@ import base64
 import os
 from dataclasses import dataclass
 
-from coursebridge.config import PlatformSettings, env_list
+from coursebridge.config import PlatformSettings, env_list, secret_env
 from ingest.adapters.hotmart_api import HotmartApiSettings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -38,7 +38,7 @@ class IngestSettings:
         return cls(
             platform=PlatformSettings.from_env("ingest"),
             hottoks=hottoks,
-            admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            admin_token=secret_env("ADMIN_TOKEN"),
             port=int(os.environ.get("INGEST_PORT", "8080")),
             relay_batch_size=int(os.environ.get("INGEST_RELAY_BATCH_SIZE", "100")),
             relay_poll_interval=float(os.environ.get("INGEST_RELAY_POLL_SECONDS", "0.2")),

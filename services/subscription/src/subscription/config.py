@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from coursebridge.config import PlatformSettings
+from coursebridge.config import PlatformSettings, secret_env
 from subscription.domain.access import DEFAULT_GRACE_DAYS
 
 
@@ -34,7 +34,7 @@ class SubscriptionSettings:
             raise ValueError("SUBSCRIPTION_DEFAULT_GRACE_DAYS must be 0 or more")
         return cls(
             platform=PlatformSettings.from_env("subscription"),
-            admin_token=os.environ.get("ADMIN_TOKEN") or None,
+            admin_token=secret_env("ADMIN_TOKEN"),
             port=int(os.environ.get("SUBSCRIPTION_PORT", "8082")),
             default_grace_days=grace,
             sweep_interval_seconds=_optional_float("SUBSCRIPTION_SWEEP_INTERVAL_SECONDS"),

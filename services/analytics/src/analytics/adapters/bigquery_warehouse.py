@@ -12,6 +12,7 @@ the SQL files of ``sql/views`` as they are.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,6 +25,26 @@ from analytics.domain.projection import Projection
 from analytics.ports import Row, Warehouse, WarehouseUnavailable
 from analytics.schema import FACT_TABLES, TABLES, TABLES_BY_NAME, TYPES, Table
 from analytics.views import VIEW_KEYS, load_views
+
+
+def _client(project: str, location: str | None) -> bigquery.Client:
+    """The BigQuery client; with ``BIGQUERY_EMULATOR_HOST`` (host:port, local clusters) the emulator.
+
+    Like the Pub/Sub and Firestore emulator variables: no Google credentials are looked up then, so a
+    local cluster without any needs none.
+    """
+    emulator = os.environ.get("BIGQUERY_EMULATOR_HOST", "").strip()
+    if not emulator:
+        return bigquery.Client(project=project, location=location)
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+
+    return bigquery.Client(
+        project=project,
+        location=location,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options=ClientOptions(api_endpoint=f"http://{emulator}"),
+    )
 
 
 class BigQueryWarehouse(Warehouse):
@@ -39,7 +60,7 @@ class BigQueryWarehouse(Warehouse):
         self.project = project
         self.dataset = dataset
         self.location = location
-        self.client = client or bigquery.Client(project=project, location=location)
+        self.client = client or _client(project, location)
         self.job_timeout = job_timeout
         self._retry = bigquery.DEFAULT_RETRY.with_deadline(job_timeout)
 

@@ -35,6 +35,7 @@ from urllib.parse import quote
 import requests
 import structlog
 
+from coursebridge.config import secret_env
 from coursebridge.runtime.logging import register_secret
 from enrollment.adapters.budget import CallBudget, retry_delay
 from enrollment.adapters.lms_http import (
@@ -102,7 +103,7 @@ class TalentLmsClient:
         env = os.environ if environ is None else environ
         return cls(
             env["TALENTLMS_BASE_URL"],
-            env["TALENTLMS_API_KEY"],
+            secret_env("TALENTLMS_API_KEY", env) or env["TALENTLMS_API_KEY"],
             budget=CallBudget.from_env(env),
             timeout=float(env.get("TALENTLMS_TIMEOUT_SECONDS") or 10.0),
         )
