@@ -505,7 +505,7 @@ def test_every_process_runs_locked_down_with_probes_and_resources(rendered, prof
 SECRETS_OF = {
     "coursebridge-ingest-api": {"HOTMART_HOTTOK", "ADMIN_TOKEN"},
     "coursebridge-ingest-relay": set(),
-    "coursebridge-enrollment-api": {"ADMIN_TOKEN"},
+    "coursebridge-enrollment-api": {"ADMIN_TOKEN", "TALENTLMS_API_KEY"},  # one-click course links
     "coursebridge-enrollment-worker": {"TALENTLMS_API_KEY"},
     "coursebridge-subscription-api": {"ADMIN_TOKEN"},
     "coursebridge-subscription-worker": set(),

@@ -72,7 +72,7 @@ The secrets each process reads, and nothing more: "<svc>-<component>" -> [[env n
 {{- define "coursebridge.secretsOf" -}}
 {{- $map := dict
   "ingest-api" (list (list "HOTMART_HOTTOK" "hotmartHottok") (list "ADMIN_TOKEN" "adminToken"))
-  "enrollment-api" (list (list "ADMIN_TOKEN" "adminToken"))
+  "enrollment-api" (list (list "ADMIN_TOKEN" "adminToken") (list "TALENTLMS_API_KEY" "talentlmsApiKey"))
   "enrollment-worker" (list (list "TALENTLMS_API_KEY" "talentlmsApiKey"))
   "subscription-api" (list (list "ADMIN_TOKEN" "adminToken"))
   "analytics-api" (list (list "ANALYTICS_PSEUDONYM_KEY" "analyticsPseudonymKey") (list "ADMIN_TOKEN" "adminToken"))
