@@ -24,7 +24,12 @@ JSONDocument = dict[str, Any]
 
 @dataclass(frozen=True)
 class Delivery:
-    """How a message reached the handler; ``attempt`` starts at 1 and grows with every redelivery."""
+    """How a message reached the handler.
+
+    ``attempt`` counts *handler runs* of this message: 1 the first time the handler sees it, one more after
+    each failure. A message held back behind an earlier one of its ordering key is not attempted, so it
+    starts at 1 however long it waited (both adapters; the contract suite checks it).
+    """
 
     subscription: str
     message_id: str
@@ -61,8 +66,8 @@ class MessageBus(abc.ABC):
     """At-least-once delivery; a message is acked only after its handler returned.
 
     A handler that raises gets the message again later (with backoff); after the subscription's
-    ``max_delivery_attempts`` it goes to the dead-letter topic. Messages with the same ordering key are
-    handed over one at a time, in publish order.
+    ``max_delivery_attempts`` failed handler runs it goes to the dead-letter topic. Messages with the same
+    ordering key are handed over one at a time, in publish order.
     """
 
     @abc.abstractmethod
