@@ -49,6 +49,10 @@ class BusUnavailable(Exception):
     """The bus could not take a publish right now; the caller keeps the event and tries again later."""
 
 
+class PublishRejected(Exception):
+    """The bus refused this message for good (e.g. Pub/Sub's InvalidArgument): retrying cannot help."""
+
+
 EventHandler = Callable[[Event, Delivery], None]
 
 
@@ -142,7 +146,12 @@ class StoreUnavailable(Exception):
 
 
 class Transaction(abc.ABC):
-    """Read-modify-write on a service's documents; all reads come before the first write."""
+    """Read-modify-write on a service's documents.
+
+    Do the reads first. A read after a write is allowed (a helper such as ``Outbox.add`` may read its own
+    document inside the caller's transaction), but it never sees this transaction's own writes on
+    Firestore, so code must not rely on reading back what it wrote.
+    """
 
     @abc.abstractmethod
     def get(self, kind: str, doc_id: str) -> JSONDocument | None: ...

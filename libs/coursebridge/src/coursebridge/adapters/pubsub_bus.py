@@ -53,6 +53,7 @@ from coursebridge.ports import (
     EventHandler,
     MessageBus,
     PermanentFailure,
+    PublishRejected,
     SubscriptionRunner,
 )
 from coursebridge.topology import DEAD_LETTER_SUFFIX, TOPOLOGY, Topology
@@ -359,6 +360,9 @@ class PubSubBus(MessageBus):
     def _publish_wire(self, path: str, wire: WireMessage, ordering_key: str | None) -> str:
         """Publish and wait for the server; retry transient errors, all within ``publish_timeout``.
 
+        ``PublishRejected`` when Pub/Sub refuses the message itself (InvalidArgument), else
+        ``BusUnavailable``.
+
         The client's own retry is switched off: with message ordering enabled it retries a publish forever,
         so a publish to an unreachable Pub/Sub would neither fail in time nor let the key's next message
         through. A publish that timed out may still have reached Pub/Sub: the caller's retry can then make
@@ -378,6 +382,9 @@ class PubSubBus(MessageBus):
             except Exception as error:
                 if key:
                     self._resume(path, key)  # a failed publish pauses its key in the client
+                if isinstance(error, gexc.InvalidArgument):  # this message can never be published
+                    log.error("bus.publish_rejected", topic=topic, error=_error_text(error))
+                    raise PublishRejected(f"{topic} refused the message: {_error_text(error)}") from error
                 retry = isinstance(error, _TRANSIENT) and time.monotonic() + pause < deadline
                 if not retry:
                     log.warning("bus.publish_failed", topic=topic, error=_error_text(error))
