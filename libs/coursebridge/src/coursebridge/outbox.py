@@ -63,6 +63,7 @@ OUTBOX_KIND = "outbox"
 KEYS_SUFFIX = "-keys"
 QUARANTINE_SUFFIX = "-quarantine"
 RELAY_LEASE_TTL = 30.0
+STANDBY_POLL_SECONDS = 2.0
 
 _last_sequence = 0
 _sequence_lock = threading.Lock()
@@ -351,10 +352,25 @@ class OutboxRelay:
                     stop.wait(wait)
             return
         lease = Lease(self._store, f"outbox-relay.{self._outbox.kind}", holder=holder, ttl=lease_ttl)
-        # A round stops starting publishes after a third of the lease, so it ends (bus timeouts included)
-        # well before another replica could take the lease over.
-        loop = singleton(lease, lambda: work_round(lease_ttl / 3), idle=poll_interval)
-        loop(stop)
+
+        def term() -> float:
+            """Relay rounds for a third of the lease, then hand back to renew it (not a store write per
+            round). No publish starts after that third, so the last round ends (bus timeouts included)
+            well before another replica could take the lease over."""
+            end = time.monotonic() + lease_ttl / 3
+            while not stop.is_set():
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    return 0.0
+                wait = work_round(remaining)
+                if wait >= end - time.monotonic():
+                    return wait
+                if wait:
+                    stop.wait(wait)
+            return 0.0
+
+        # Standby replicas look at the lease every couple of seconds; a released lease is taken that soon.
+        singleton(lease, term, idle=max(poll_interval, STANDBY_POLL_SECONDS))(stop)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
