@@ -18,7 +18,7 @@ from waiting import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 SUPPLIED_ADMIN_TOKEN = "supplied-admin-token-4f9c2e"
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def _free_port() -> int:
@@ -139,7 +139,13 @@ def test_stack_dies_whole_when_killed_fakes_come_and_go_and_supplied_secrets_sta
         assert len(children) >= 9, [_cmdline(p) for p in children]
         os.kill(launcher.pid, signal.SIGKILL)
         launcher.wait(10)
-        wait_for(lambda: not any(_alive(p) for p in children), "every child to exit after the launcher", 60)
+        try:
+            wait_for(
+                lambda: not any(_alive(p) for p in children), "every child to exit after the launcher", 60
+            )
+        except AssertionError as error:
+            survivors = [_cmdline(p) for p in children if _alive(p)]
+            raise AssertionError(f"{survivors}\n{log_path.read_text()[-4000:]}") from error
         wait_for(
             lambda: not any(_port_open(port) for port in ports.values()), "every port to be released", 30
         )
