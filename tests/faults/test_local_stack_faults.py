@@ -141,7 +141,7 @@ def test_stack_dies_whole_when_killed_fakes_come_and_go_and_supplied_secrets_sta
         launcher.wait(10)
         try:
             wait_for(
-                lambda: not any(_alive(p) for p in children), "every child to exit after the launcher", 60
+                lambda: not any(_alive(p) for p in children), "every child to exit after the launcher", 120
             )
         except AssertionError as error:
             survivors = [_cmdline(p) for p in children if _alive(p)]
