@@ -371,6 +371,72 @@ def test_one_ordering_key_is_handed_over_in_publish_order_even_across_a_retry(
     assert [c.delivery.ordering_key for c in calls] == ["purchase-1"] * 5
 
 
+def test_messages_held_behind_a_failing_one_keep_their_first_attempt(bus_backend: BusBackend) -> None:
+    """Attempts count handler runs: waiting behind a failing message of the key is not an attempt."""
+    first_done = threading.Event()
+
+    def fail_first_three_times(event: Event, delivery: Delivery) -> None:
+        if event.data["n"] == 1:
+            if delivery.attempt <= 3:
+                raise RuntimeError("TalentLMS is down")
+            first_done.set()
+        else:
+            assert first_done.is_set(), "a later message of the key overtook the failing one"
+
+    bus = bus_backend.make()
+    bus.provision(topology(max_attempts=5))
+    recorder = Recorder(fail_first_three_times)
+    bus.subscribe(ALPHA, recorder)
+
+    for n in (1, 2, 3):
+        bus.publish(TOPIC, ping(n), ordering_key="refund-1")
+
+    recorder.wait_for(3)
+    recorder.assert_quiet()
+    calls = recorder.snapshot()
+    assert [(c.event.data["n"], c.delivery.attempt, c.outcome) for c in calls] == [
+        (1, 1, "RuntimeError"),
+        (1, 2, "RuntimeError"),
+        (1, 3, "RuntimeError"),
+        (1, 4, "ok"),
+        (2, 1, "ok"),
+        (3, 1, "ok"),
+    ]
+
+
+def test_later_messages_of_a_dead_lettered_key_run_and_are_not_dead_lettered(bus_backend: BusBackend) -> None:
+    """Only the message whose own handler failed every attempt is dead-lettered, never the ones behind it."""
+
+    def poison_first(event: Event, delivery: Delivery) -> None:
+        if event.data["n"] == 1:
+            raise RuntimeError("course 7 is gone")
+
+    bus = bus_backend.make()
+    bus.provision(topology(max_attempts=5))  # Pub/Sub's minimum
+    recorder = Recorder(poison_first)
+    bus.subscribe(ALPHA, recorder)
+    dead = Recorder()
+    bus.subscribe(hold(ALPHA), dead)
+
+    for n in (1, 2, 3):
+        bus.publish(TOPIC, ping(n), ordering_key="refund-2")
+
+    recorder.wait_for(2)
+    dead.wait_for(1)
+    recorder.assert_quiet()
+    dead.assert_quiet()
+    assert [(c.event.data["n"], c.delivery.attempt, c.outcome) for c in recorder.snapshot()] == [
+        (1, 1, "RuntimeError"),
+        (1, 2, "RuntimeError"),
+        (1, 3, "RuntimeError"),
+        (1, 4, "RuntimeError"),
+        (1, 5, "RuntimeError"),
+        (2, 1, "ok"),
+        (3, 1, "ok"),
+    ]
+    assert dead.numbers() == [1]
+
+
 def test_different_ordering_keys_do_not_wait_for_each_other(bus_backend: BusBackend) -> None:
     second_key_done = threading.Event()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 from coursebridge.events import Event
@@ -50,6 +51,40 @@ def test_missing_or_wrong_hottok_is_401_and_stores_nothing(client, store, post, 
         assert response.status_code == 401, hottok
         assert response.json["error"] == "unauthorized"
     assert store.query(WEBHOOKS) == [] and store.query(OUTBOX) == [] and store.query(QUARANTINE) == []
+
+
+def _post_chunked(client, body: bytes, hottok: str):
+    """A body streamed without Content-Length, as a chunked request reaches the app through gunicorn."""
+    return client.post(
+        "/webhooks/hotmart",
+        input_stream=io.BytesIO(body),
+        headers={
+            "X-HOTMART-HOTTOK": hottok,
+            "Content-Type": "application/json",
+            "Transfer-Encoding": "chunked",
+        },
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_chunked_body_over_one_mebibyte_is_413_and_stores_nothing(client, store, approval, tokens):
+    body = approval()
+    body["data"]["padding"] = "x" * (1024 * 1024)
+    response = _post_chunked(client, json.dumps(body).encode(), tokens["hottok"])
+    assert response.status_code == 413
+    assert response.json["error"] == "payload_too_large"
+    assert store.query(WEBHOOKS) == [] and store.query(OUTBOX) == [] and store.query(QUARANTINE) == []
+
+
+def test_chunked_body_within_the_limit_is_accepted_whole(client, store, approval, tokens):
+    body = approval()
+    body["data"]["padding"] = "x" * (1024 * 1024 - 4096)
+    encoded = json.dumps(body).encode()
+    assert len(encoded) <= 1024 * 1024
+    response = _post_chunked(client, encoded, tokens["hottok"])
+    assert response.status_code == 200, response.json
+    assert response.json["status"] == "accepted"
+    assert json.loads(unpack_raw(store.get(WEBHOOKS, body["id"])["raw"])) == body
 
 
 def test_body_over_one_mebibyte_is_413(client, store, post, approval):

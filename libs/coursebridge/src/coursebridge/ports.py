@@ -24,7 +24,12 @@ JSONDocument = dict[str, Any]
 
 @dataclass(frozen=True)
 class Delivery:
-    """How a message reached the handler; ``attempt`` starts at 1 and grows with every redelivery."""
+    """How a message reached the handler.
+
+    ``attempt`` counts *handler runs* of this message: 1 the first time the handler sees it, one more after
+    each failure. A message held back behind an earlier one of its ordering key is not attempted, so it
+    starts at 1 however long it waited (both adapters; the contract suite checks it).
+    """
 
     subscription: str
     message_id: str
@@ -44,6 +49,10 @@ class BusUnavailable(Exception):
     """The bus could not take a publish right now; the caller keeps the event and tries again later."""
 
 
+class PublishRejected(Exception):
+    """The bus refused this message for good (e.g. Pub/Sub's InvalidArgument): retrying cannot help."""
+
+
 EventHandler = Callable[[Event, Delivery], None]
 
 
@@ -61,8 +70,8 @@ class MessageBus(abc.ABC):
     """At-least-once delivery; a message is acked only after its handler returned.
 
     A handler that raises gets the message again later (with backoff); after the subscription's
-    ``max_delivery_attempts`` it goes to the dead-letter topic. Messages with the same ordering key are
-    handed over one at a time, in publish order.
+    ``max_delivery_attempts`` failed handler runs it goes to the dead-letter topic. Messages with the same
+    ordering key are handed over one at a time, in publish order.
     """
 
     @abc.abstractmethod
@@ -137,7 +146,12 @@ class StoreUnavailable(Exception):
 
 
 class Transaction(abc.ABC):
-    """Read-modify-write on a service's documents; all reads come before the first write."""
+    """Read-modify-write on a service's documents.
+
+    Do the reads first. A read after a write is allowed (a helper such as ``Outbox.add`` may read its own
+    document inside the caller's transaction), but it never sees this transaction's own writes on
+    Firestore, so code must not rely on reading back what it wrote.
+    """
 
     @abc.abstractmethod
     def get(self, kind: str, doc_id: str) -> JSONDocument | None: ...

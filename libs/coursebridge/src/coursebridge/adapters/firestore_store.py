@@ -65,9 +65,17 @@ def plain(value: Any) -> Any:
 
 
 class _FirestoreTransaction(Transaction):
+    """Reads go to Firestore at once; writes are kept and handed to the transaction when ``work`` returns.
+
+    Firestore refuses a read after a write in one transaction. Keeping the writes until the end lets a
+    helper that runs inside a caller's transaction (the outbox's per-key queue) read its own document
+    after the caller wrote others; reads still never see this transaction's own writes, as the port says.
+    """
+
     def __init__(self, store: FirestoreStore, transaction: firestore.Transaction) -> None:
         self._store = store
         self._transaction = transaction
+        self._writes: list[tuple[str, firestore.DocumentReference, JSONDocument | None]] = []
 
     def get(self, kind: str, doc_id: str) -> JSONDocument | None:
         snapshot = self._store._ref(kind, doc_id).get(
@@ -76,13 +84,27 @@ class _FirestoreTransaction(Transaction):
         return plain(snapshot.to_dict()) if snapshot.exists else None
 
     def create(self, kind: str, doc_id: str, data: JSONDocument) -> None:
-        self._transaction.create(self._store._ref(kind, doc_id), _checked(data))
+        self._writes.append(("create", self._store._ref(kind, doc_id), _checked(data)))
 
     def set(self, kind: str, doc_id: str, data: JSONDocument) -> None:
-        self._transaction.set(self._store._ref(kind, doc_id), _checked(data))
+        self._writes.append(("set", self._store._ref(kind, doc_id), _checked(data)))
 
     def delete(self, kind: str, doc_id: str) -> None:
-        self._transaction.delete(self._store._ref(kind, doc_id))
+        self._writes.append(("delete", self._store._ref(kind, doc_id), None))
+
+    def flush(self) -> None:
+        """Hand the writes over, a later ``set`` of a document replacing an earlier ``set`` of it."""
+        last_set = {ref.path: index for index, (op, ref, _) in enumerate(self._writes) if op == "set"}
+        for index, (op, ref, data) in enumerate(self._writes):
+            if op == "set" and last_set[ref.path] != index:
+                continue
+            if op == "create":
+                self._transaction.create(ref, data)
+            elif op == "set":
+                self._transaction.set(ref, data)
+            else:
+                self._transaction.delete(ref)
+        self._writes.clear()
 
 
 def _checked(data: JSONDocument) -> JSONDocument:
@@ -226,7 +248,10 @@ class FirestoreStore(DocumentStore):
     def transaction(self, work: Callable[[Transaction], T]) -> T:
         @firestore.transactional
         def run(transaction: firestore.Transaction) -> T:
-            return work(_FirestoreTransaction(self, transaction))
+            tx = _FirestoreTransaction(self, transaction)
+            result = work(tx)
+            tx.flush()
+            return result
 
         last: Exception | None = None
         for round_ in range(_TRANSACTION_ROUNDS):

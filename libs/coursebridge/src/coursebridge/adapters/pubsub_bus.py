@@ -7,11 +7,15 @@ caller (the outbox relay) keeps the event and tries again.
 Subscribing uses StreamingPull. A message is acked only after its handler returned. Beyond what the
 client library does by itself, the adapter:
 
-* keeps publish order per ordering key across retries. The client library hands over the next message
-  of a key as soon as the previous one was nacked, so a failed message would be overtaken. The adapter
-  remembers the failed message of each key and nacks the key's later messages until Pub/Sub redelivered
-  the failed one (Pub/Sub redelivers in order). Those later messages are redelivered too, so their
-  delivery attempt grows with it, as it does for any redelivered ordered message on Pub/Sub.
+* keeps publish order per ordering key across retries *and counts attempts by handler runs*. On an
+  ordered subscription a failed message of a key is neither acked nor nacked: the adapter runs its
+  handler again itself after the subscription's backoff, while the client library holds the key's later
+  messages back and keeps extending their ack deadlines. Nothing is redelivered, so the later messages'
+  delivery count does not grow while they wait and a message is only ever dead-lettered after its own
+  handler failed ``max_delivery_attempts`` times (as on the embedded bus). Held messages only go back to
+  Pub/Sub when the subscriber stops; their count then restarts on the next consumer (the subscription's
+  own dead-letter policy, counting deliveries, stays the safety net for a consumer that keeps crashing).
+  Messages without an ordering key are nacked and redelivered by Pub/Sub: every delivery runs the handler.
 * dead-letters itself: a ``PermanentFailure`` (or a message that is not a valid event) is published to
   the subscription's dead-letter topic with a ``coursebridge-dead-letter-reason`` attribute and acked;
   so is a message whose handler failed on its last allowed attempt (the subscription's
@@ -49,6 +53,7 @@ from coursebridge.ports import (
     EventHandler,
     MessageBus,
     PermanentFailure,
+    PublishRejected,
     SubscriptionRunner,
 )
 from coursebridge.topology import DEAD_LETTER_SUFFIX, TOPOLOGY, Topology
@@ -91,32 +96,22 @@ class _SubscriptionSettings:
     max_delivery_attempts: int | None  # None: no dead-letter policy known, Pub/Sub decides
     max_backoff_seconds: float
     ack_deadline_seconds: int
+    min_backoff_seconds: float = 10.0
+
+    def backoff(self, attempt: int) -> float:
+        """Wait before running a failed handler again, as Pub/Sub's exponential retry policy would."""
+        return min(self.max_backoff_seconds, self.min_backoff_seconds * 2 ** max(0, attempt - 1))
 
 
-class _OrderingGate:
-    """Per ordering key, the message that failed and must come back before any later one is handled."""
+@dataclass
+class _HeldRetry:
+    """A failed ordered message this process keeps (unsettled) until its handler runs again."""
 
-    def __init__(self, block_timeout: float) -> None:
-        self._block_timeout = block_timeout
-        self._lock = threading.Lock()
-        self._blocked: dict[str, tuple[str, float]] = {}
-
-    def admit(self, key: str, message_id: str) -> bool:
-        with self._lock:
-            entry = self._blocked.get(key)
-            if entry is None:
-                return True
-            blocked_id, since = entry
-            # The failed message itself opens the gate; so does time, should it never come back (e.g. it
-            # was dead-lettered by Pub/Sub while this process was not looking).
-            if blocked_id == message_id or time.monotonic() - since > self._block_timeout:
-                del self._blocked[key]
-                return True
-            return False
-
-    def block(self, key: str, message_id: str) -> None:
-        with self._lock:
-            self._blocked[key] = (message_id, time.monotonic())
+    message: Message
+    wire: WireMessage
+    event: Event
+    attempt: int  # handler runs so far
+    timer: threading.Timer
 
 
 class PubSubRunner(SubscriptionRunner):
@@ -131,18 +126,21 @@ class PubSubRunner(SubscriptionRunner):
         self._subscription = subscription
         self._handler = handler
         self._settings = settings
-        self._gate = (
-            _OrderingGate(block_timeout=settings.max_backoff_seconds + 60.0) if settings.ordered else None
-        )
         self._stopping = threading.Event()
         self._stop_lock = threading.Lock()
         self._thread_prefix = f"pubsub-{subscription}-{id(self):x}"
         self._future: pubsub_v1.subscriber.futures.StreamingPullFuture | None = None
+        # Failed ordered messages waiting for their next handler run, and handler runs of retries under way.
+        self._held: dict[str, _HeldRetry] = {}
+        self._retrying = 0
+        self._held_lock = threading.Condition()
 
     def _start(self, subscriber: pubsub_v1.SubscriberClient, path: str, max_in_flight: int) -> None:
         executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, max_in_flight), thread_name_prefix=self._thread_prefix
         )
+        # A held message's lease is extended for at most this long: more than all its retries can take.
+        retry_budget = sum(self._settings.backoff(n) for n in range(1, self._attempt_limit() + 1))
         self._future = subscriber.subscribe(
             path,
             callback=self._on_message,
@@ -151,11 +149,15 @@ class PubSubRunner(SubscriptionRunner):
                 # The client's stream ack deadline is 60 s whatever the subscription says; hold it to the
                 # subscription's deadline so messages of a consumer that went away come back that soon.
                 max_duration_per_lease_extension=self._settings.ack_deadline_seconds,
+                max_lease_duration=max(3600, int(retry_budget * 2) + 600),
             ),
             scheduler=ThreadScheduler(executor=executor),
             await_callbacks_on_shutdown=True,
         )
         self._future.add_done_callback(self._on_stream_done)
+
+    def _attempt_limit(self) -> int:
+        return self._settings.max_delivery_attempts or 5
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -165,9 +167,12 @@ class PubSubRunner(SubscriptionRunner):
             future = self._future
             if future is None:
                 return
+            self._release_held()
             future.cancel()  # idempotent: starts the shutdown in the background
         if threading.current_thread().name.startswith(self._thread_prefix):
             return  # called from a handler: waiting for the handlers to finish would wait for ourselves
+        with self._held_lock:
+            self._held_lock.wait_for(lambda: self._retrying == 0, timeout=timeout)
         try:
             future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
@@ -176,6 +181,14 @@ class PubSubRunner(SubscriptionRunner):
             log.warning(
                 "bus.subscription.stream_failed", subscription=self._subscription, error=_error_text(error)
             )
+
+    def _release_held(self) -> None:
+        """Give held messages back to Pub/Sub (nack) so another consumer takes them, in order, at once."""
+        with self._held_lock:
+            held, self._held = list(self._held.values()), {}
+        for retry in held:
+            retry.timer.cancel()
+            retry.message.nack()
 
     def running(self) -> bool:
         return self._future is not None and not self._future.done() and not self._stopping.is_set()
@@ -189,28 +202,19 @@ class PubSubRunner(SubscriptionRunner):
             subscription=self._subscription,
             error=_error_text(error) if error else None,
         )
+        self._release_held()
 
     # --- delivery ----------------------------------------------------------------------------------------
 
     def _on_message(self, message: Message) -> None:
         key = message.ordering_key or None
-        attempt = message.delivery_attempt or 1
-        context = {
-            "subscription": self._subscription,
-            "message_id": message.message_id,
-            "attempt": attempt,
-            "event_type": message.attributes.get("ce-type"),
-            "event_id": message.attributes.get("ce-id"),
-        }
         if self._stopping.is_set():
             message.nack()
             return
-        if key is not None and self._gate is not None and not self._gate.admit(key, message.message_id):
-            # An earlier message of this key failed and has not come back yet: keep the order.
-            log.debug("bus.message.held_for_order", **context)
-            message.nack()
-            return
-
+        # Messages without a key are retried by Pub/Sub, so each delivery is one more handler run; ordered
+        # ones are retried here (see the module docstring), so their first delivery here is run one.
+        attempt = 1 if self._held_locally(key) else (message.delivery_attempt or 1)
+        context = self._context(message, attempt)
         wire = WireMessage(data=bytes(message.data), attributes=dict(message.attributes))
         try:
             event = Event.from_wire(wire)
@@ -219,7 +223,24 @@ class PubSubRunner(SubscriptionRunner):
             log.error("bus.message.undecodable", error=_error_text(error), **context)
             self._dead_letter(message, wire, f"undecodable: {error}", key, context)
             return
+        self._run(message, wire, event, attempt)
 
+    def _held_locally(self, key: str | None) -> bool:
+        return key is not None and self._settings.ordered
+
+    def _context(self, message: Message, attempt: int) -> dict[str, Any]:
+        return {
+            "subscription": self._subscription,
+            "message_id": message.message_id,
+            "attempt": attempt,
+            "event_type": message.attributes.get("ce-type"),
+            "event_id": message.attributes.get("ce-id"),
+        }
+
+    def _run(self, message: Message, wire: WireMessage, event: Event, attempt: int) -> None:
+        """One handler run, then ack, dead-letter or retry."""
+        key = message.ordering_key or None
+        context = self._context(message, attempt)
         delivery = Delivery(self._subscription, message.message_id, attempt, key)
         try:
             self._handler(event, delivery)
@@ -231,11 +252,11 @@ class PubSubRunner(SubscriptionRunner):
             last = self._settings.max_delivery_attempts
             if last is not None and attempt >= last:
                 log.error("bus.message.attempts_exhausted", error=_error_text(error), **context)
-                reason = f"gave up after {attempt} delivery attempts: {_error_text(error)}"
+                reason = f"gave up after {attempt} handler attempts: {_error_text(error)}"
                 self._dead_letter(message, wire, reason, key, context)
             else:
                 log.warning("bus.message.failed", error=_error_text(error), **context)
-                self._retry_later(message, key)
+                self._retry_later(message, wire, event, attempt)
             return
         self._ack(message, context)
 
@@ -246,12 +267,33 @@ class PubSubRunner(SubscriptionRunner):
         except Exception as error:
             log.warning("bus.message.ack_failed", error=_error_text(error), **context)
 
-    def _retry_later(self, message: Message, key: str | None) -> None:
-        last = self._settings.max_delivery_attempts
-        attempt = message.delivery_attempt or 1
-        if key is not None and self._gate is not None and (last is None or attempt < last):
-            self._gate.block(key, message.message_id)
-        message.nack()
+    def _retry_later(self, message: Message, wire: WireMessage, event: Event, attempt: int) -> None:
+        if not self._held_locally(message.ordering_key or None) or self._stopping.is_set():
+            message.nack()
+            return
+        delay = self._settings.backoff(attempt)
+        timer = threading.Timer(delay, self._retry_now, args=(message.message_id,))
+        timer.name = f"{self._thread_prefix}-retry"
+        timer.daemon = True
+        with self._held_lock:
+            self._held[message.message_id] = _HeldRetry(message, wire, event, attempt, timer)
+        timer.start()
+
+    def _retry_now(self, message_id: str) -> None:
+        with self._held_lock:
+            retry = self._held.pop(message_id, None)
+            if retry is None:  # released by stop() in the meantime
+                return
+            self._retrying += 1
+        try:
+            self._run(retry.message, retry.wire, retry.event, retry.attempt + 1)
+        except Exception as error:  # never lose a held message to a bug in the retry path
+            log.error("bus.message.retry_failed", error=_error_text(error), subscription=self._subscription)
+            retry.message.nack()
+        finally:
+            with self._held_lock:
+                self._retrying -= 1
+                self._held_lock.notify_all()
 
     def _dead_letter(
         self,
@@ -267,7 +309,7 @@ class PubSubRunner(SubscriptionRunner):
             DEAD_LETTER_REASON_ATTRIBUTE: _truncate(reason),
             # What Pub/Sub itself adds when its dead-letter policy forwards a message:
             "CloudPubSubDeadLetterSourceSubscription": self._subscription,
-            "CloudPubSubDeadLetterSourceDeliveryCount": str(message.delivery_attempt or 1),
+            "CloudPubSubDeadLetterSourceDeliveryCount": str(context.get("attempt") or 1),
         }
         try:
             self._bus._publish_wire(topic, WireMessage(wire.data, attributes), key)
@@ -278,7 +320,7 @@ class PubSubRunner(SubscriptionRunner):
                 error=_error_text(error.__cause__ or error),
                 **context,
             )
-            self._retry_later(message, key)
+            message.nack()  # Pub/Sub redelivers it (in order): its handler runs again, then this again
             return
         log.warning("bus.message.dead_lettered", dead_letter_topic=topic, **context)
         self._ack(message, context)
@@ -318,6 +360,9 @@ class PubSubBus(MessageBus):
     def _publish_wire(self, path: str, wire: WireMessage, ordering_key: str | None) -> str:
         """Publish and wait for the server; retry transient errors, all within ``publish_timeout``.
 
+        ``PublishRejected`` when Pub/Sub refuses the message itself (InvalidArgument), else
+        ``BusUnavailable``.
+
         The client's own retry is switched off: with message ordering enabled it retries a publish forever,
         so a publish to an unreachable Pub/Sub would neither fail in time nor let the key's next message
         through. A publish that timed out may still have reached Pub/Sub: the caller's retry can then make
@@ -337,6 +382,9 @@ class PubSubBus(MessageBus):
             except Exception as error:
                 if key:
                     self._resume(path, key)  # a failed publish pauses its key in the client
+                if isinstance(error, gexc.InvalidArgument):  # this message can never be published
+                    log.error("bus.publish_rejected", topic=topic, error=_error_text(error))
+                    raise PublishRejected(f"{topic} refused the message: {_error_text(error)}") from error
                 retry = isinstance(error, _TRANSIENT) and time.monotonic() + pause < deadline
                 if not retry:
                     log.warning("bus.publish_failed", topic=topic, error=_error_text(error))
@@ -386,12 +434,14 @@ class PubSubBus(MessageBus):
             policy = found.dead_letter_policy
             has_policy = bool(policy.dead_letter_topic)
             max_backoff = found.retry_policy.maximum_backoff
+            min_backoff = found.retry_policy.minimum_backoff
             return _SubscriptionSettings(
                 ordered=bool(found.enable_message_ordering),
                 dead_letter_topic=policy.dead_letter_topic or default_dead_letter,
                 max_delivery_attempts=(policy.max_delivery_attempts or 5) if has_policy else None,
                 max_backoff_seconds=max_backoff.total_seconds() if max_backoff else 600.0,
                 ack_deadline_seconds=found.ack_deadline_seconds or 10,
+                min_backoff_seconds=min_backoff.total_seconds() if min_backoff else 10.0,
             )
         for topology in (self._topology, TOPOLOGY):
             if topology is None:
@@ -406,6 +456,7 @@ class PubSubBus(MessageBus):
                 max_delivery_attempts=known.max_delivery_attempts,
                 max_backoff_seconds=known.max_backoff_seconds,
                 ack_deadline_seconds=known.ack_deadline_seconds,
+                min_backoff_seconds=known.min_backoff_seconds,
             )
         return _SubscriptionSettings(
             ordered=True,

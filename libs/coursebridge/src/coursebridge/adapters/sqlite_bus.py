@@ -252,7 +252,7 @@ class SqliteBus(MessageBus):
         with self._db.write() as connection:
             if permanent or lease.attempt >= settings.max_attempts:
                 if not permanent:
-                    reason = f"gave up after {lease.attempt} delivery attempts: {reason}"
+                    reason = f"gave up after {lease.attempt} handler attempts: {reason}"
                 self._dead_letter(connection, settings, lease, reason)
                 return
             backoff = min(settings.max_backoff, settings.min_backoff * (2 ** (lease.attempt - 1)))

@@ -7,6 +7,7 @@ every request is measured and logged without its body.
 
 from __future__ import annotations
 
+import io
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +41,26 @@ def _trace_from_headers(project: str | None) -> str | None:
     return trace_id
 
 
+def bound_streamed_body(environ: dict, limit: int) -> None:
+    """Read a body sent without ``Content-Length`` (chunked) now, and refuse it with 413 past ``limit``.
+
+    Werkzeug only *truncates* such a body at ``MAX_CONTENT_LENGTH``: a view would get the first MiB of a
+    larger webhook and store it as if it were the whole. Reading the raw stream one byte past the limit
+    tells the two apart; a body within the limit is handed on with its length, like any other.
+    """
+    if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS"):
+        return
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()  # overrides any length
+    if not chunked and (environ.get("CONTENT_LENGTH") or not environ.get("wsgi.input_terminated")):
+        return  # a declared length (checked already), or no terminated stream: Werkzeug reads nothing
+    body = environ["wsgi.input"].read(limit + 1)
+    if len(body) > limit:
+        abort(413)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
 def create_app(
     service: str,
     *,
@@ -60,6 +81,7 @@ def create_app(
         g.started = time.perf_counter()
         if request.content_length is not None and request.content_length > max_content_length:
             abort(413)  # before any view runs, whether or not it would read the body
+        bound_streamed_body(request.environ, max_content_length)
         correlation = request.headers.get(CORRELATION_HEADER) or uuid.uuid4().hex
         g.correlation_id = correlation[:128]
         bind_correlation(g.correlation_id, _trace_from_headers(gcp_project))

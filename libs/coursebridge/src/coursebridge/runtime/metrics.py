@@ -38,6 +38,12 @@ EVENTS_FAILED = Counter(
     "Event handling failures (nacked for retry, or dead-lettered when permanent)",
     ["service", "subscription", "type", "outcome"],
 )
+EVENTS_UNKNOWN = Counter(
+    "coursebridge_events_unknown_total",
+    "Events a consumer has no handler for: 'held' (a newer version of a type it handles, retried then "
+    "parked) or 'recorded' (a type it does not know, acknowledged)",
+    ["service", "subscription", "type", "outcome"],
+)
 EVENT_HANDLING_SECONDS = Histogram(
     "coursebridge_event_handling_seconds",
     "Time a handler took per event",
