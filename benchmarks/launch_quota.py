@@ -6,8 +6,8 @@ embedded bus and store; the TalentLMS fake runs over HTTP on 127.0.0.1 with the 
 approval is published to the payments topic at once, as a launch does. The run ends when every buyer is
 enrolled in TalentLMS and the queue is empty (or at ``--timeout``).
 
-Printed: wall time; calls made by kind; the quota bound (calls needed / quota per window × window); 429s;
-dead letters; students missing. Two modes, same machine, same run when ``--mode both``:
+Printed: wall time; calls made by kind; the single-call quota bound (windows of quota the calls need);
+429s; dead letters; students missing. Two modes, same machine, same run when ``--mode both``:
 
 - ``single``: batches off (``ENROLLMENT_BATCH_THRESHOLD=0``): two calls per new student;
 - ``batch``: the dispatcher groups the backlog into v2 batch calls checked by course rosters.
@@ -34,6 +34,8 @@ COURSE = "7"
 
 
 def run(mode: str, students: int, quota: int, window: float, timeout: float) -> dict:
+    from saga_support import hotmart_body
+
     from coursebridge.adapters.sqlite_bus import SqliteBus
     from coursebridge.adapters.sqlite_store import SqliteStore
     from coursebridge.config import PlatformSettings
@@ -45,14 +47,14 @@ def run(mode: str, students: int, quota: int, window: float, timeout: float) -> 
     from enrollment.domain.mapping import parse_mapping
     from enrollment.service_layer.catalogue import Catalogue
     from enrollment.service_layer.repository import QUEUE
-    from saga_support import hotmart_body
-    from talentlms_fake import STATE_EXTENSION, FakeServer, create_app
-
     from ingest.domain.hotmart import normalise
+    from talentlms_fake import STATE_EXTENSION, FakeServer, create_app
 
     configure_logging("bench", "WARNING")
     key = "bench-" + uuid.uuid4().hex
-    app = create_app(key, rate_limit=200, rate_window_seconds=5.0, hourly_quota=quota, quota_window_seconds=window)
+    app = create_app(
+        key, rate_limit=200, rate_window_seconds=5.0, hourly_quota=quota, quota_window_seconds=window
+    )
     fake = FakeServer(app).start()
     state = app.extensions[STATE_EXTENSION]
     directory = Path(tempfile.mkdtemp(prefix="launch-"))
@@ -148,7 +150,9 @@ def main() -> int:
     for result in results:
         print(json.dumps(result, indent=2))
     if len(results) == 2 and results[0]["wall_seconds"]:
-        print(f"single / batch wall-time ratio: {results[1]['wall_seconds'] / results[0]['wall_seconds']:.1f}")
+        print(
+            f"single / batch wall-time ratio: {results[1]['wall_seconds'] / results[0]['wall_seconds']:.1f}"
+        )
     return 0 if all(r["finished"] and r["missing"] == 0 for r in results) else 1
 
 
