@@ -611,8 +611,9 @@ def test_only_ingest_is_public_behind_a_gke_ingress(rendered) -> None:
     (ingress,) = of_kind(docs, "Ingress")
     assert ingress["metadata"]["annotations"]["kubernetes.io/ingress.class"] == "gce"
     paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
-    assert [(p["path"], p["backend"]["service"]["name"]) for p in paths] == [
-        ("/webhooks/hotmart", "coursebridge-ingest")
+    assert [(p["path"], p["pathType"], p["backend"]["service"]["name"]) for p in paths] == [
+        ("/webhooks/hotmart", "Exact", "coursebridge-ingest"),
+        ("/healthz", "Exact", "coursebridge-ingest"),  # liveness, no data: the uptime check's probe
     ]
     (backend,) = of_kind(docs, "BackendConfig")
     assert backend["apiVersion"] == "cloud.google.com/v1"
@@ -737,18 +738,26 @@ def test_every_metric_a_dashboard_or_alert_uses_is_exported_by_the_code() -> Non
     assert not missing, f"used but never exported: {sorted(missing)}"
 
 
-def test_every_alert_pages_the_notification_channels_of_the_values(tmp_path: Path) -> None:
-    """The Google Cloud chart wires every alert policy to the environment's channels."""
-    helm_bin = os.environ.get("HELM_BIN") or str(ROOT / ".tools" / "bin" / "helm")
-    if not Path(helm_bin).is_file():
-        skip_or_fail("helm is not installed (bash tools/install_test_tools.sh installs it)")
-    result = subprocess.run(
+def render_gcp(helm_bin: str, *values: str) -> subprocess.CompletedProcess[str]:
+    """``helm template`` of the Google Cloud chart with the production values (plus ``values`` files)."""
+    extra = [arg for path in values for arg in ("-f", path)]
+    return subprocess.run(
         [helm_bin, "template", "coursebridge-gcp", str(ROOT / "helm" / "coursebridge-gcp"),
-         "-f", str(ROOT / "helm" / "values-production.yaml")],
+         "-f", str(ROOT / "helm" / "values-production.yaml"), *extra],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
+
+
+@cache
+def gcp_docs(helm_bin: str) -> list[dict[str, Any]]:
+    result = render_gcp(helm_bin)
     assert result.returncode == 0, result.stderr
-    docs = yaml_docs(result.stdout)
+    return yaml_docs(result.stdout)
+
+
+def test_every_alert_pages_the_notification_channels_of_the_values(helm: str) -> None:
+    """The Google Cloud chart wires every alert policy to the environment's channels."""
+    docs = gcp_docs(helm)
     channels = {d["metadata"]["name"] for d in of_kind(docs, "MonitoringNotificationChannel")}
     assert channels
     policies = of_kind(docs, "MonitoringAlertPolicy")
@@ -763,3 +772,48 @@ def test_every_alert_pages_the_notification_channels_of_the_values(tmp_path: Pat
         "host"
     ]
     assert uptime["spec"]["monitoredResource"]["filterLabels"]["host"] == host
+
+
+def test_the_uptime_check_probes_a_path_the_ingress_routes_and_cloud_armor_lets_through(
+    helm: str, rendered
+) -> None:
+    """The probe takes the webhook's way in and expects 2xx (Config Connector 1.127 accepts nothing else)."""
+    docs = gcp_docs(helm)
+    (uptime,) = of_kind(docs, "MonitoringUptimeCheckConfig")
+    check = uptime["spec"]["httpCheck"]
+    assert (check["requestMethod"], check["port"], check["useSsl"], check["validateSsl"]) == (
+        "GET",
+        443,
+        True,
+        True,
+    )
+    (ingress,) = of_kind(list(rendered["production"]), "Ingress")
+    routed = {
+        p["path"]: p["backend"]["service"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for p in rule["http"]["paths"]
+    }
+    assert routed.get(check["path"]) == "coursebridge-ingest"
+    (policy,) = of_kind(docs, "ComputeSecurityPolicy")
+    allowed = {
+        rule["match"]["expr"]["expression"]
+        for rule in policy["spec"]["rule"]
+        if rule["action"] == "rate_based_ban" and rule["rateLimitOptions"]["conformAction"] == "allow"
+    }
+    assert f"request.method == 'GET' && request.path == '{check['path']}'" in allowed
+    assert "request.method == 'POST' && request.path == '/webhooks/hotmart'" in allowed
+    (deny_rest,) = [rule for rule in policy["spec"]["rule"] if rule["priority"] == 2147483647]
+    assert deny_rest["action"].startswith("deny")
+
+
+def test_a_notification_channel_display_name_is_refused_with_a_clear_error(helm: str, tmp_path: Path) -> None:
+    """Config Connector names a channel from metadata.name; a displayName would be silently dropped."""
+    values = tmp_path / "channel.yaml"
+    values.write_text(
+        "alerting:\n  notificationChannels:\n"
+        "    - {name: oncall-email, type: email, displayName: On-call, labels: {email_address: a@b.c}}\n"
+    )
+    result = render_gcp(helm, str(values))
+    assert result.returncode != 0
+    assert "notificationChannels[oncall-email].displayName" in result.stderr
+    assert "remove displayName" in result.stderr
