@@ -52,6 +52,10 @@ SECRETS = {
     "coursebridge-admin-token": ("ingest", "enrollment", "subscription", "analytics"),
     "coursebridge-talentlms-api-key": ("enrollment",),
     "coursebridge-analytics-pseudonym-key": ("analytics",),
+    # Hotmart API credentials: ingest's reconciliation and backfill only.
+    "coursebridge-hotmart-client-id": ("ingest",),
+    "coursebridge-hotmart-client-secret": ("ingest",),
+    "coursebridge-hotmart-basic": ("ingest",),
 }
 ABANDON = {"cnrm.cloud.google.com/deletion-policy": "abandon"}
 PROJECT_PLACEHOLDER = "PROJECT_ID"
