@@ -97,7 +97,7 @@ def run(mode: str, students: int, quota: int, window: float, timeout: float) -> 
     worker.start()
     done = False
     while time.monotonic() - started < timeout:
-        enrolled = sum(1 for (_user, course) in state.enrollments if course == COURSE)
+        enrolled = _enrolled(state)
         if enrolled >= students and store.count(QUEUE) == 0:
             done = True
             break
@@ -106,7 +106,7 @@ def run(mode: str, students: int, quota: int, window: float, timeout: float) -> 
     worker.stop(30)
     snapshot = state.snapshot()
     dead = _dead_letters(bus)
-    enrolled = sum(1 for (_user, course) in state.enrollments if course == COURSE)
+    enrolled = _enrolled(state)
     calls = snapshot["calls_total"] - snapshot["calls"].get("ratelimit", 0)
     needed_single = 2 * students
     bound_single = math.ceil(needed_single / quota - 1) * window if needed_single > quota else 0.0
@@ -127,6 +127,11 @@ def run(mode: str, students: int, quota: int, window: float, timeout: float) -> 
         "quota": f"{quota} per {window:g} s",
         "single_call_quota_bound_seconds": bound_single,
     }
+
+
+def _enrolled(state) -> int:
+    with state.lock:  # the fake's server threads change it meanwhile
+        return sum(1 for (_user, course) in state.enrollments if course == COURSE)
 
 
 def _dead_letters(bus) -> int:

@@ -128,10 +128,16 @@ def test_a_hottok_inside_the_body_does_not_authenticate(ingest, ingest_store) ->
 
 @pytest.fixture
 def enrollment(platform: PlatformSettings):
+    from coursebridge.backends import open_store
     from enrollment.bootstrap import build_api
     from enrollment.config import EnrollmentSettings
+    from enrollment.service_layer.courses import COURSES_DOC
+    from enrollment.service_layer.repository import LMS_STATE
 
-    return build_api(EnrollmentSettings(platform=platform, admin_token=ADMIN)).test_client()
+    store = open_store(platform, "enrollment")
+    # What the worker stores once it has read TalentLMS's course list (mappings are checked against it).
+    store.set(LMS_STATE, COURSES_DOC, {"courses": [{"id": "12", "name": "Sheets"}], "fetched_at": "x"})
+    return build_api(EnrollmentSettings(platform=platform, admin_token=ADMIN), store=store).test_client()
 
 
 @pytest.fixture
