@@ -52,9 +52,24 @@ def _expected(purchases: Purchases, mappings: dict[str, list[str]]) -> set[tuple
     return {(p.email, c) for p in purchases.items if p.refund is None for c in mappings.get(p.product, [])}
 
 
+LAST_SEEN: dict[str, Any] = {}
+
+
 def _converged(stack: Stack, expected: set[tuple[str, str]]) -> bool:
     queue = _enrollment(stack, "GET", "/admin/lms/queue").json()
-    return lms_pairs(stack.fake_state()) == expected and queue.get("depth_now") == 0
+    pairs = lms_pairs(stack.fake_state())
+    LAST_SEEN.update(queue=queue, extra=sorted(pairs - expected)[:5], missing=sorted(expected - pairs)[:5])
+    return pairs == expected and queue.get("depth_now") == 0
+
+
+def _wait_converged(stack: Stack, expected: set[tuple[str, str]], what: str, timeout: float) -> None:
+    try:
+        wait_for(lambda: _converged(stack, expected), what, timeout)
+    except AssertionError:
+        for email, _course in [*LAST_SEEN.get("extra", []), *LAST_SEEN.get("missing", [])][:3]:
+            view = _enrollment(stack, "GET", f"/students/{email}/enrollments").json()
+            print("student", view.get("enrollments"), view.get("queue"), view.get("in_doubt"))
+        raise AssertionError(f"not converged ({what}): {LAST_SEEN}") from None
 
 
 def _scenario(stack: Stack) -> None:
@@ -74,7 +89,7 @@ def _scenario(stack: Stack) -> None:
     stack.set_lms_failure("slow", seconds=2.5, count=2)
     wait_for(lambda: stack.fake_state()["failure"]["mode"] == "none", "the slow answers to pass", 90)
     mappings = {"4711": ["7", "9"], "4712": ["12"]}
-    wait_for(lambda: _converged(stack, _expected_without_refunds(purchases, mappings)), "the launch", 120)
+    _wait_converged(stack, _expected_without_refunds(purchases, mappings), "the launch", 120)
 
     # The key is rejected for a minute while refunds arrive: paused, never failed, resumed by itself.
     _fake(stack, "POST", "/_fake/auth", json={"reject_seconds": KEY_REJECTED_SECONDS})
@@ -84,7 +99,7 @@ def _scenario(stack: Stack) -> None:
             stack.post_webhook(purchase.refund)
     wait_for(lambda: _enrollment(stack, "GET", "/admin/lms/queue").json().get("paused"), "the pause", 30)
     assert _enrollment(stack, "GET", "/admin/students/failed").json()["students"] == []
-    wait_for(lambda: _converged(stack, _expected(purchases, mappings)), "the refunds after the pause", 150)
+    _wait_converged(stack, _expected(purchases, mappings), "the refunds after the pause", 150)
     assert time.monotonic() - rejected_at >= KEY_REJECTED_SECONDS - 1
     assert not _enrollment(stack, "GET", "/admin/lms/queue").json().get("paused")
 
@@ -93,14 +108,14 @@ def _scenario(stack: Stack) -> None:
     user_id = next(u["id"] for u in stack.fake_state()["users"] if u["email"].lower() == keeper.email)
     _fake(stack, "DELETE", f"/_fake/users/{user_id}")
     assert _enrollment(stack, "POST", "/admin/audit").status_code == 202
-    wait_for(lambda: _converged(stack, _expected(purchases, mappings)), "the deleted user to be repaired", 90)
+    _wait_converged(stack, _expected(purchases, mappings), "the deleted user to be repaired", 90)
     report = _enrollment(stack, "GET", "/admin/audit/last").json()
     assert report["counts"]["missing"] >= 1
 
     # A course is removed from a mapping: everyone who bought 4711 loses course 9.
     mappings["4711"] = ["7"]
     assert _enrollment(stack, "PUT", "/admin/products/4711", json={"course_ids": ["7"]}).status_code == 200
-    wait_for(lambda: _converged(stack, _expected(purchases, mappings)), "course 9 to be removed", 90)
+    _wait_converged(stack, _expected(purchases, mappings), "course 9 to be removed", 90)
 
     state = stack.fake_state()
     emails = Counter(user["email"].lower() for user in state["users"])
