@@ -2,8 +2,9 @@
 
 A launch of purchases arrives as webhooks while the dispatcher works in batches, and then:
 
-- the enrollment worker is **kill -9**'d in the middle of a batch (on the Pub/Sub emulator too: messages are
-  acked once their decision is stored, so a killed worker strands no ordering key) and restarted;
+- the enrollment worker is **kill -9**'d in the middle of a batch, on the Pub/Sub emulator too (messages are
+  acked once their decision is stored, so the TalentLMS work lost with the process is found again in the
+  store, not on the bus) and restarted;
 - TalentLMS **acts and then answers 500**, and **acts and answers after the client's timeout**;
 - the **API key is rejected for 60 s** while refunds arrive: the dispatcher pauses, nothing is failed, and it
   resumes by itself;
@@ -48,6 +49,13 @@ def _batch_calls(stack: Stack) -> int:
     return sum(n for name, n in calls.items() if "batch" in name)
 
 
+def _all_known(stack: Stack, purchases: Purchases) -> bool:
+    return all(
+        _enrollment(stack, "GET", f"/students/{p.email}/enrollments").json()["email_known"]
+        for p in purchases.items
+    )
+
+
 def _expected(purchases: Purchases, mappings: dict[str, list[str]]) -> set[tuple[str, str]]:
     return {(p.email, c) for p in purchases.items if p.refund is None for c in mappings.get(p.product, [])}
 
@@ -76,10 +84,18 @@ def _scenario(stack: Stack) -> None:
     stack.map_products()
     purchases = Purchases(PURCHASES, refund_every=5, unmapped_every=10_000)
 
-    # A launch: every approval at once; the dispatcher batches the backlog. Kill it mid-batch.
+    # A launch: every approval at once while TalentLMS refuses the key, so the backlog forms; once every
+    # approval is decided (nothing left in flight on the bus: the Pub/Sub emulator, unlike Pub/Sub, never
+    # hands a killed subscriber's in-flight ordering keys to anyone else), the key works again, the
+    # dispatcher batches, and is killed in the middle of a batch.
+    _fake(stack, "POST", "/_fake/auth", json={"reject_seconds": 600})
+    _fake(stack, "POST", "/_fake/tasks", json={"delay_seconds": 1.5})
     for purchase in purchases.items:
         stack.post_webhook(purchase.approval)
-    wait_for(lambda: _batch_calls(stack) > 0, "a batch call", 60, interval=0.05)
+    wait_for(lambda: _all_known(stack, purchases), "every approval to be decided", 90)
+    batches = _batch_calls(stack)
+    _fake(stack, "POST", "/_fake/auth", json={"reject_seconds": 0})
+    wait_for(lambda: _batch_calls(stack) > batches, "a batch call", 60, interval=0.05)
     stack.kill("enrollment-worker")
     stack.start_process("enrollment-worker")
 
