@@ -606,3 +606,35 @@ def _publishes(bus: MessageBus, event: Event, key: str) -> bool:
     except BusUnavailable:
         return False
     return True
+
+
+# --- Pub/Sub only ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bus_backend", [pytest.param("gcp", marks=pytest.mark.emulator)], indirect=True)
+def test_a_subscriber_comes_back_after_its_subscription_was_recreated(bus_backend: BusBackend) -> None:
+    """A stream that gave up (its subscription deleted and re-created, as an emulator restart or an
+    operator's mistake does) is opened again by itself instead of leaving the worker deaf."""
+    bus = bus_backend.make()
+    bus.provision(topology(ALPHA))
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def handler(event: Event, _delivery: Delivery) -> None:
+        with lock:
+            got.append(event.data["n"])
+
+    runner = bus.subscribe(ALPHA, handler)
+    try:
+        bus.publish(TOPIC, ping(1), ordering_key="k")
+        wait_for(lambda: got == [1], "the first message", 30)
+
+        bus._subscriber.delete_subscription(subscription=bus.subscription_path(ALPHA))  # type: ignore[attr-defined]
+        wait_for(lambda: not runner.running(), "the stream to end", 30)
+        bus.provision(topology(ALPHA))
+        bus.publish(TOPIC, ping(2), ordering_key="k")
+
+        wait_for(lambda: 2 in got, "the message after the subscription came back", 60)
+        assert runner.running()
+    finally:
+        runner.stop(10)

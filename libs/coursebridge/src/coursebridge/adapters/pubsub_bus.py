@@ -114,6 +114,9 @@ class _HeldRetry:
     timer: threading.Timer
 
 
+STREAM_RESTART_MAX_SECONDS = 30.0
+
+
 class PubSubRunner(SubscriptionRunner):
     def __init__(
         self,
@@ -134,8 +137,11 @@ class PubSubRunner(SubscriptionRunner):
         self._held: dict[str, _HeldRetry] = {}
         self._retrying = 0
         self._held_lock = threading.Condition()
+        self._restart: tuple[pubsub_v1.SubscriberClient, str, int] | None = None
+        self._restarts = 0
 
     def _start(self, subscriber: pubsub_v1.SubscriberClient, path: str, max_in_flight: int) -> None:
+        self._restart = (subscriber, path, max_in_flight)
         executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, max_in_flight), thread_name_prefix=self._thread_prefix
         )
@@ -197,12 +203,27 @@ class PubSubRunner(SubscriptionRunner):
         if self._stopping.is_set():
             return
         error = future.exception() if not future.cancelled() else None
+        self._restarts += 1
+        delay = min(STREAM_RESTART_MAX_SECONDS, 2.0 ** min(self._restarts, 5))
         log.error(
             "bus.subscription.stream_ended",
             subscription=self._subscription,
             error=_error_text(error) if error else None,
+            restart_in_seconds=delay,
         )
         self._release_held()
+        # The stream gave up (e.g. the subscription was deleted and is being re-created, or an outage
+        # outlasted the client's retries): subscribe again rather than stay deaf until a restart.
+        timer = threading.Timer(delay, self._resubscribe)
+        timer.daemon = True
+        timer.start()
+
+    def _resubscribe(self) -> None:
+        with self._stop_lock:
+            if self._stopping.is_set() or self._restart is None:
+                return
+            log.info("bus.subscription.restarting", subscription=self._subscription, restarts=self._restarts)
+            self._start(*self._restart)
 
     # --- delivery ----------------------------------------------------------------------------------------
 
