@@ -220,7 +220,7 @@ class PubSubRunner(SubscriptionRunner):
             self._dead_letter(message, wire, f"undecodable: {error}", key, context)
             return
 
-        delivery = Delivery(self._subscription, message.message_id, attempt, key)
+        delivery = Delivery(self._subscription, message.message_id, attempt, key, wire.attributes)
         try:
             self._handler(event, delivery)
         except PermanentFailure as error:
