@@ -31,6 +31,7 @@ SERVICES = (
     ("enrollment", "ENROLLMENT_PORT", "8081"),
     ("subscription", "SUBSCRIPTION_PORT", "8082"),
     ("analytics", "ANALYTICS_PORT", "8083"),
+    ("console", "CONSOLE_PORT", "8084"),  # the operator console: owns no data, calls the four APIs
 )
 
 
@@ -51,7 +52,7 @@ def dev_secrets(data_dir: Path) -> dict[str, str]:
             if key and value:
                 stored[key] = value
     values = {}
-    for name in ("HOTMART_HOTTOK", "ADMIN_TOKEN", "ANALYTICS_PSEUDONYM_KEY"):
+    for name in ("HOTMART_HOTTOK", "ADMIN_TOKEN", "ANALYTICS_PSEUDONYM_KEY", "LOOKUP_HASH_KEY"):
         values[name] = (
             os.environ.get(name) or stored.get(name) or f"dev-{name.lower()}-{secrets.token_hex(8)}"
         )
@@ -205,6 +206,8 @@ def main() -> int:
         f"  Hotmart webhook  POST {urls.get('ingest API', '')}/webhooks/hotmart\n"
         f"  HOTMART_HOTTOK   {env['HOTMART_HOTTOK']}\n"
         f"  ADMIN_TOKEN      {env['ADMIN_TOKEN']}\n"
+        f"  operator console {urls.get('console API', '')}  (sign in with ADMIN_TOKEN)\n"
+        '  operator CLI     make cli ARGS="why ana@example.com"\n'
         "  send samples     make samples   (in another terminal)\n"
         "  stop             Ctrl-C\n",
         flush=True,
