@@ -71,7 +71,7 @@ class BuyerView:
 
     @property
     def found(self) -> bool:
-        return bool(self.emails or self.timeline or self.courses)
+        return bool(self.timeline or self.courses or self.parked)
 
 
 def short_time(text: str | None) -> str:
