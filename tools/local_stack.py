@@ -207,7 +207,7 @@ def main() -> int:
         f"  HOTMART_HOTTOK   {env['HOTMART_HOTTOK']}\n"
         f"  ADMIN_TOKEN      {env['ADMIN_TOKEN']}\n"
         f"  operator console {urls.get('console API', '')}  (sign in with ADMIN_TOKEN)\n"
-        '  operator CLI     make cli ARGS="why ana@example.com"\n'
+        '  operator CLI     make cli ARGS="why <e-mail or transaction>"\n'
         "  send samples     make samples   (in another terminal)\n"
         "  stop             Ctrl-C\n",
         flush=True,
