@@ -20,8 +20,15 @@ from coursebridge.events import new_event
 from coursebridge.events.envelope import utc_now
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -79,11 +86,18 @@ def test_an_operator_finds_why_and_fixes_it_in_the_browser(stack, shots, normali
     letter = normalise(approval("HP4003", product_id=4711, email="pia@example.com"))
     stack.bus.publish(
         "enrollment.payments.dead-letter",
-        new_event(letter.event_type, letter.data, source="coursebridge/ingest", correlation_id="HP4003",
-                  time=utc_now()),
+        new_event(
+            letter.event_type,
+            letter.data,
+            source="coursebridge/ingest",
+            correlation_id="HP4003",
+            time=utc_now(),
+        ),
         ordering_key="HP4003",
     )
-    wait_for(lambda: stack.admin("enrollment", "GET", "/admin/deadletters").json()["items"], "the dead letter")
+    wait_for(
+        lambda: stack.admin("enrollment", "GET", "/admin/deadletters").json()["items"], "the dead letter"
+    )
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -91,8 +105,12 @@ def test_an_operator_finds_why_and_fixes_it_in_the_browser(stack, shots, normali
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             external: list[str] = []
             visited: list[str] = []
-            page.on("request", lambda r: visited.append(r.url) or (
-                None if r.url.startswith(url) else external.append(r.url)))
+            page.on(
+                "request",
+                lambda r: (
+                    visited.append(r.url) or (None if r.url.startswith(url) else external.append(r.url))
+                ),
+            )
 
             # sign in (the page asked for is kept)
             page.goto(f"{url}/buyer?q=nina@example.com")
