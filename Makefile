@@ -6,7 +6,7 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 RUN := $(UV) run --frozen
 
-.PHONY: run test test-tools lint format samples bench backfill env clean fake-lms fake-lms-down fake-lms-up \
+.PHONY: run test test-tools lint format samples bench backfill cli env clean fake-lms fake-lms-down fake-lms-up \
 	replay sweep analytics-rebuild provision manifests catalogue
 
 $(UV):
@@ -59,6 +59,10 @@ catalogue: env
 ##   make backfill ARGS="--from 2025-01-01 --to 2025-12-31 [--dry-run]"
 backfill: env
 	$(RUN) python tools/local_stack.py backfill $(ARGS)
+
+## The operator CLI against the running stack (make run): make cli ARGS="why ana@example.com"
+cli: env
+	$(RUN) coursebridge $(ARGS)
 
 ## Every test: unit, contract (embedded and Google's emulators), service, end to end and deployment config.
 ## First installs what the tests need beyond Python into .tools/ (helm, kubeconform, the BigQuery emulator,

@@ -47,11 +47,12 @@ SERVICES = (
     ("enrollment", "ENROLLMENT_PORT", "8081"),
     ("subscription", "SUBSCRIPTION_PORT", "8082"),
     ("analytics", "ANALYTICS_PORT", "8083"),
+    ("console", "CONSOLE_PORT", "8084"),  # the operator console: owns no data, calls the four APIs
 )
 
 
 FAKE_RESTART_SECONDS = 1.0
-SECRET_NAMES = ("HOTMART_HOTTOK", "ADMIN_TOKEN", "ANALYTICS_PSEUDONYM_KEY")
+SECRET_NAMES = ("HOTMART_HOTTOK", "ADMIN_TOKEN", "ANALYTICS_PSEUDONYM_KEY", "LOOKUP_HASH_KEY")
 _PR_SET_PDEATHSIG = 1
 
 
@@ -414,6 +415,8 @@ def run_stack() -> int:
         f" (reconciliation every {env.get('HOTMART_RECONCILE_INTERVAL_SECONDS', '900')} s)\n"
         f"  Hotmart webhook  POST {urls.get('ingest API', '')}/webhooks/hotmart\n"
         + "".join(f"  {name:<16} {shown(name, values, generated)}\n" for name in SECRET_NAMES[:2])
+        + f"  operator console {urls.get('console API', '')}  (sign in with ADMIN_TOKEN)\n"
+        + '  operator CLI     make cli ARGS="why <e-mail or transaction>"\n'
         + "  send samples     make samples   (in another terminal)\n"
         + ("  fake LMS         make fake-lms-down / make fake-lms-up\n" if fake else "")
         + "  stop             Ctrl-C\n",

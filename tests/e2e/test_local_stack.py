@@ -39,6 +39,7 @@ def local_stack(tmp_path: Path):
             "ENROLLMENT_PORT",
             "SUBSCRIPTION_PORT",
             "ANALYTICS_PORT",
+            "CONSOLE_PORT",
             "TALENTLMS_FAKE_PORT",
         )
     }

@@ -14,6 +14,7 @@ import pytest
 from waiting import wait_for
 
 from coursebridge.config import PlatformSettings
+from coursebridge.deadletters import DEADLETTERS, deadletter_id
 from coursebridge.events import Event
 from coursebridge.events.catalogue import PRODUCT_MAPPED
 from coursebridge.events.enrollments import ENROLLMENT_GRANTED, ENROLLMENT_REVOKED
@@ -114,13 +115,33 @@ def test_parked_approval_is_applied_once_the_product_is_mapped(stack: Stack) -> 
     wait_for(lambda: stack.lms.enrolled(EMAIL) == {"11"}, "the parked approval to be applied")
 
 
-def test_replay_moves_dead_lettered_messages_back(stack: Stack) -> None:
+def test_dead_letters_are_kept_by_the_service_and_replayed_once(stack: Stack) -> None:
     Catalogue(stack.store).put(parse_mapping("4711", {"course_ids": ["7"]}))
     dead = payment_event(transaction="HP9")
-    # as the bus does after max attempts: the message lands on the subscription's dead-letter topic
-    stack.bus.publish("enrollment.payments.dead-letter", dead, ordering_key="HP9")
-    time.sleep(0.3)
+    no_email = {**dead.data, "buyer": {**dead.data["buyer"], "email": None}}
+    poison = payment_event(transaction="HP10").with_data(no_email)
+    # as the bus does after max attempts: the messages land on the subscription's dead-letter topic
+    for event in (dead, poison):
+        stack.bus.publish(
+            "enrollment.payments.dead-letter",
+            event,
+            ordering_key=event.data["ordering_key"],
+        )
+    ids = [deadletter_id("enrollment.payments", e.id) for e in (dead, poison)]
+    wait_for(
+        lambda: all(stack.store.get(DEADLETTERS, i) for i in ids), "the worker's keeper to store both letters"
+    )
+    kept = stack.store.get(DEADLETTERS, ids[0])
+    assert kept["status"] == "held" and kept["message"]["id"] == dead.id
     assert stack.lms.enrolled(EMAIL) == set()
-    result = replay(stack.bus, "enrollment.payments", idle_seconds=2.0, timeout=WAIT)
-    assert result.event_ids == [dead.id]
+
+    result = replay(stack.bus, stack.store, ("enrollment.payments",), idle_seconds=0.5)
+    assert sorted(o.outcome for o in result.outcomes) == ["failed", "replayed"]
     wait_for(lambda: stack.lms.enrolled(EMAIL) == {"7"}, "the replayed approval to be applied")
+    assert stack.store.get(DEADLETTERS, ids[0])["status"] == "replayed"
+    poisoned = stack.store.get(DEADLETTERS, ids[1])
+    assert poisoned["status"] == "held" and poisoned["reason"].startswith("replay failed")
+    # a second run handles the poison once more and nothing else: no loop, no republishing
+    again = replay(stack.bus, stack.store, ("enrollment.payments",), idle_seconds=0.5)
+    assert [(o.id, o.outcome) for o in again.outcomes] == [(ids[1], "failed")]
+    assert stack.store.get(DEADLETTERS, ids[1])["replays"] == 2

@@ -168,7 +168,7 @@ def test_parked_approvals_are_visible_and_granted_after_the_mapping(tmp_path: Pa
     assert [(p["product_id"], p["access_id"]) for p in parked] == [("4712", "tx:HP7")]
     assert client.get("/admin/parked?product_id=4711", headers=AUTH).get_json()["parked"] == []
     view = client.get("/students/ana.souza@example.com/enrollments", headers=AUTH).get_json()
-    assert view["parked"][0]["reason"] == "parked: product 4712 is not mapped to any course"
+    assert view["parked"][0]["reason"].startswith("parked: product 4712 is not mapped to any course (since ")
 
     assert client.put("/admin/products/4712", json={"course_ids": ["11"]}, headers=AUTH).status_code == 201
     h.drain()  # what the worker's dispatcher does
@@ -304,3 +304,16 @@ def test_the_drift_audit_is_requested_and_reported(tmp_path: Path) -> None:
     assert report["counts"] == {"missing": 1, "extra": 0, "foreign": 0}
     assert h.lms.enrolled("ana.souza@example.com") == {"7", "9"}
     h.close()
+
+
+def test_students_are_found_by_transaction(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    seed_courses(h.store)
+    client = _client(tmp_path, h)
+    h.pay(transaction="HP77", product="4712")
+    h.drain()
+    found = client.get("/admin/students?transaction=HP77", headers=AUTH).get_json()["students"]
+    assert [(s["email"], s["access_id"]) for s in found] == [("ana.souza@example.com", "tx:HP77")]
+    assert client.get("/admin/students?transaction=HP00", headers=AUTH).get_json() == {"students": []}
+    assert client.get("/admin/students", headers=AUTH).status_code == 400
+    assert client.get("/admin/students?transaction=HP77").status_code == 401

@@ -8,8 +8,8 @@ abstractions only; ``coursebridge.backends`` picks the family from configuration
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 from coursebridge.events import Event
@@ -29,12 +29,16 @@ class Delivery:
     ``attempt`` counts *handler runs* of this message: 1 the first time the handler sees it, one more after
     each failure. A message held back behind an earlier one of its ordering key is not attempted, so it
     starts at 1 however long it waited (both adapters; the contract suite checks it).
+
+    ``attributes`` are the message's transport attributes: a dead-letter hold's keeper reads why and after
+    how many attempts a message was given up on (``DEAD_LETTER_REASON_ATTRIBUTE``).
     """
 
     subscription: str
     message_id: str
     attempt: int
     ordering_key: str | None
+    attributes: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 DEAD_LETTER_REASON_ATTRIBUTE = "coursebridge-dead-letter-reason"

@@ -8,8 +8,9 @@ import threading
 from flask import Flask
 
 from coursebridge.backends import open_bus, open_store
+from coursebridge.deadletters import deadletter_blueprint, keepers
 from coursebridge.outbox import Outbox, OutboxRelay
-from coursebridge.ports import DocumentStore, MessageBus
+from coursebridge.ports import DocumentStore, EventHandler, MessageBus
 from coursebridge.runtime.app import create_app
 from coursebridge.runtime.logging import configure_logging, register_secret
 from coursebridge.runtime.worker import Worker
@@ -67,6 +68,16 @@ def build_lms(settings: EnrollmentSettings) -> LearningPlatform:
     )
 
 
+def replay_handlers(store: DocumentStore) -> dict[str, EventHandler]:
+    """The worker's own bus handlers, for an operator's replay of a dead letter (they only decide and
+    queue; the worker's dispatcher then serves the queue)."""
+    intake = Intake(store)
+    return {
+        PAYMENTS_SUBSCRIPTION: payments_dispatcher(intake),
+        SUBSCRIPTIONS_SUBSCRIPTION: subscriptions_dispatcher(intake),
+    }
+
+
 def build_api(
     settings: EnrollmentSettings | None = None,
     *,
@@ -83,7 +94,10 @@ def build_api(
         lms = build_lms(settings)
     return create_app(
         SERVICE,
-        blueprints=[admin_blueprint(store, settings.admin_token, lms=lms)],
+        blueprints=[
+            admin_blueprint(store, settings.admin_token, lms=lms),
+            deadletter_blueprint(store, settings.admin_token, replay_handlers(store)),
+        ],
         readiness={"store": store.check},
         max_content_length=256 * 1024,
         gcp_project=settings.platform.gcp_project if settings.platform.backend == "gcp" else None,
@@ -140,6 +154,8 @@ def build_worker(
         subscriptions={
             PAYMENTS_SUBSCRIPTION: payments_dispatcher(intake),
             SUBSCRIPTIONS_SUBSCRIPTION: subscriptions_dispatcher(intake),
+            # dead letters move into enrollment's own ``deadletters`` kind (coursebridge.deadletters)
+            **keepers(store, (PAYMENTS_SUBSCRIPTION, SUBSCRIPTIONS_SUBSCRIPTION)),
         },
         loops={
             "lms-dispatcher": dispatcher_loop(store, dispatcher, wake, ttl),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from prometheus_client import REGISTRY
 
+from coursebridge import lookup
 from coursebridge.backends import open_bus, open_store
 from coursebridge.lease import Lease, singleton
 from coursebridge.runtime.app import create_app
@@ -22,6 +23,7 @@ def build_api(settings: IngestSettings | None = None) -> Flask:
     settings = settings or IngestSettings.from_env()
     configure_logging(SERVICE, settings.platform.log_level)
     register_secret(*settings.hottoks, settings.admin_token, *_api_secrets(settings))
+    lookup.configure_from_env()  # webhooks carry the keyed hash of the buyer's e-mail
     store = open_store(settings.platform, SERVICE)
     app = create_app(
         SERVICE,

@@ -9,7 +9,9 @@ from datetime import datetime
 import structlog
 from flask import Flask
 
+from coursebridge import lookup
 from coursebridge.backends import open_bus, open_store
+from coursebridge.deadletters import deadletter_blueprint, keepers
 from coursebridge.events.envelope import utc_now
 from coursebridge.outbox import OutboxRelay
 from coursebridge.ports import DocumentStore, MessageBus
@@ -36,10 +38,16 @@ def build_api(
     settings = settings or SubscriptionSettings.from_env()
     configure_logging(SERVICE, settings.platform.log_level)
     register_secret(settings.admin_token)
+    lookup.configure_from_env()
     store = store or open_store(settings.platform, SERVICE)
+    payments, catalogue = dispatchers(store, settings.default_grace_days, clock)
+    handlers = {PAYMENTS_SUBSCRIPTION: payments, CATALOGUE_SUBSCRIPTION: catalogue}
     return create_app(
         SERVICE,
-        blueprints=[subscription_blueprint(store, settings.admin_token, clock)],
+        blueprints=[
+            subscription_blueprint(store, settings.admin_token, clock),
+            deadletter_blueprint(store, settings.admin_token, handlers),
+        ],
         readiness={"store": store.check},
         gcp_project=settings.platform.gcp_project if settings.platform.backend == "gcp" else None,
     )
@@ -69,6 +77,7 @@ def build_worker(
 ) -> Worker:
     settings = settings or SubscriptionSettings.from_env()
     configure_logging(SERVICE + "-worker", settings.platform.log_level)
+    lookup.configure_from_env()
     store = store or open_store(settings.platform, SERVICE)
     bus = bus or open_bus(settings.platform)
     if provision:
@@ -88,7 +97,12 @@ def build_worker(
     return Worker(
         service=SERVICE,
         bus=bus,
-        subscriptions={PAYMENTS_SUBSCRIPTION: payments, CATALOGUE_SUBSCRIPTION: catalogue},
+        subscriptions={
+            PAYMENTS_SUBSCRIPTION: payments,
+            CATALOGUE_SUBSCRIPTION: catalogue,
+            # dead letters move into the service's own ``deadletters`` kind (coursebridge.deadletters)
+            **keepers(store, (PAYMENTS_SUBSCRIPTION, CATALOGUE_SUBSCRIPTION)),
+        },
         loops=loops,
         readiness={"store": store.check, "bus": bus.check},
     )

@@ -262,7 +262,7 @@ class PubSubRunner(SubscriptionRunner):
         """One handler run, then ack, dead-letter or retry."""
         key = message.ordering_key or None
         context = self._context(message, attempt)
-        delivery = Delivery(self._subscription, message.message_id, attempt, key)
+        delivery = Delivery(self._subscription, message.message_id, attempt, key, wire.attributes)
         try:
             self._handler(event, delivery)
         except PermanentFailure as error:

@@ -433,7 +433,9 @@ class _SqliteRunner(SubscriptionRunner):
                 "bus.undecodable_message", subscription=name, message_id=lease.message_id, error=str(error)
             )
             return f"undecodable: {error}", True
-        delivery = Delivery(name, lease.message_id, lease.attempt, lease.ordering_key)
+        delivery = Delivery(
+            name, lease.message_id, lease.attempt, lease.ordering_key, lease.message.attributes
+        )
         try:
             self._handler(event, delivery)
         except PermanentFailure as error:

@@ -13,6 +13,9 @@ person acting in ``X-CourseBridge-Actor`` (kept in the audit trail; default ``ad
 - ``GET /admin/lms/queue``                queue depth per lane, oldest age, ETA, quota, dispatcher pause
 - ``GET /admin/parked``                   approvals waiting for a mapping (``?product_id=`` filters)
 - ``GET /admin/students/failed``          students with courses TalentLMS refused or that do not exist
+- ``GET /admin/students?transaction=|subscriber_code=``  which students a purchase or subscriber concerns
+- ``/admin/deadletters``                   dead letters of enrollment's subscriptions (list, show, replay,
+  discard: ``coursebridge.deadletters``)
 - ``POST /admin/students/<email>/resync`` recompute desired, re-read TalentLMS, act (202)
 - ``GET /admin/audit/last`` / ``POST /admin/audit``  the last drift audit / ask for one now (202)
 - ``GET /students/<email>/enrollments``   the student's courses with status, reason, queue position and
@@ -35,7 +38,7 @@ from enrollment.service_layer.catalogue import Catalogue, CourseListUnavailable,
 from enrollment.service_layer.dispatcher import STATE_DOC
 from enrollment.service_layer.ports import LearningPlatform, LmsError
 from enrollment.service_layer.repository import LMS_STATE, QUEUE
-from enrollment.service_layer.students import failed_students, resync, student_view
+from enrollment.service_layer.students import failed_students, find_students, resync, student_view
 
 log = structlog.get_logger(__name__)
 ACTOR_HEADER = "X-CourseBridge-Actor"
@@ -154,6 +157,15 @@ def admin_blueprint(
     @guarded
     def failed() -> tuple[Response, int]:
         return jsonify(students=failed_students(store)), 200
+
+    @blueprint.get("/admin/students")
+    @guarded
+    def students_of() -> tuple[Response, int]:
+        transaction = (request.args.get("transaction") or "").strip()[:256]
+        code = (request.args.get("subscriber_code") or "").strip()[:256]
+        if bool(transaction) == bool(code):
+            return _bad_request("give exactly one of transaction or subscriber_code")
+        return jsonify(students=find_students(store, transaction=transaction, subscriber_code=code)), 200
 
     @blueprint.post("/admin/students/<path:email>/resync")
     @guarded

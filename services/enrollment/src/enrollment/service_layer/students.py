@@ -16,6 +16,7 @@ from enrollment.domain.ids import normalise_email, student_doc_id
 from enrollment.service_layer.dispatcher import STATE_DOC, eta_from_state
 from enrollment.service_layer.ports import Quota
 from enrollment.service_layer.repository import (
+    ACCESSES,
     GRANT_LANE,
     LMS_STATE,
     QUEUE,
@@ -88,7 +89,8 @@ def student_view(store: DocumentStore, email: str, links: LinkFetcher | None = N
                 "product_id": s.product_id,
                 "transaction": s.transaction,
                 "since": s.changed_at,
-                "reason": f"parked: product {s.product_id} is not mapped to any course",
+                "reason": f"parked: product {s.product_id} is not mapped to any course"
+                + (f" (since {s.changed_at[:16].replace('T', ' ')} UTC)" if s.changed_at else ""),
             }
             for s in unit.sources
             if s.access_id in unit.want.parked
@@ -170,6 +172,32 @@ def _why_not(unit: StudentUnit, course: str) -> str:
     if reasons:
         return "no access: " + "; ".join(sorted(reasons))
     return "no purchase or subscription covers this course any more (mapping changed)"
+
+
+def find_students(
+    store: DocumentStore, *, transaction: str | None = None, subscriber_code: str | None = None
+) -> list[dict[str, Any]]:
+    """Which students a purchase or a subscriber concerns (ingest knows the transaction, not the e-mail)."""
+    if transaction:
+        filters = [Filter("transaction", "==", transaction)]
+    elif subscriber_code:  # access ids of a subscription are ``sub:<code>:<product id>``
+        prefix = f"sub:{subscriber_code}:"
+        filters = [Filter("access_id", ">=", prefix), Filter("access_id", "<", prefix + "\uffff")]
+    else:
+        raise ValueError("give a transaction or a subscriber code")
+    out = []
+    for doc in store.query(ACCESSES, filters, limit=100):
+        email = doc.data.get("email")
+        out.append(
+            {
+                "access_id": doc.data.get("access_id"),
+                "email": email,
+                "student_id": doc.data.get("student_id"),
+                "product_id": doc.data.get("product_id"),
+                "transaction": doc.data.get("transaction"),
+            }
+        )
+    return out
 
 
 def failed_students(store: DocumentStore, limit: int = 100) -> list[dict[str, Any]]:

@@ -67,3 +67,36 @@ def pack_raw(raw_body: bytes) -> str | None:
 
 def unpack_raw(packed: str) -> bytes:
     return zlib.decompress(base64.b64decode(packed))
+
+
+def _dig(value: object, *path: str) -> object:
+    for key in path:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _text(value: object) -> str | None:
+    return str(value)[:256] if isinstance(value, str | int) and str(value).strip() else None
+
+
+def lookup_fields(data: Mapping) -> tuple[str | None, str | None, str | None]:
+    """(transaction, subscriber code, e-mail) of a normalised event: what operators search a webhook by."""
+    email = _dig(data, "buyer", "email") or _dig(data, "member", "email")
+    return (
+        _text(data.get("transaction")),
+        _text(_dig(data, "subscription", "subscriber_code")),
+        email if isinstance(email, str) else None,
+    )
+
+
+def raw_lookup_fields(body: object) -> tuple[str | None, str | None, str | None]:
+    """The same, best effort, from a body that could not be normalised (2.0 JSON or a 1.0 form)."""
+    if not isinstance(body, Mapping):
+        return None, None, None
+    if "data" not in body:  # 1.0 postback fields
+        return _text(body.get("transaction")), _text(body.get("subscriber_code")), _text(body.get("email"))
+    data = body.get("data")
+    transaction = _dig(data, "purchase", "transaction") or _dig(data, "transaction")
+    code = _dig(data, "subscription", "subscriber", "code") or _dig(data, "subscriber", "code")
+    email = _dig(data, "buyer", "email") or _dig(data, "subscriber", "email") or _dig(data, "user", "email")
+    return _text(transaction), _text(code), _text(email)

@@ -12,7 +12,10 @@ Answers:
 - 503 only when the store itself cannot be reached (nothing could be kept, so Hotmart must retry).
 
 Operators (bearer ``ADMIN_TOKEN``): ``GET /admin/quarantine``, ``GET /admin/quarantine/<id>``,
-``POST /admin/quarantine/<id>/reprocess``, ``GET /admin/conflicts``.
+``POST /admin/quarantine/<id>/reprocess``, ``GET /admin/conflicts``, and
+``GET /admin/lookup?transaction=|subscriber_code=|email=`` — the webhooks (with their status: pending,
+published, duplicate-free, test, recovered_earlier) and quarantined bodies (with the reason) of a purchase,
+a subscriber or a buyer; by e-mail through the keyed hash (503 without ``LOOKUP_HASH_KEY``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from flask import Blueprint, Flask, Response, g, jsonify, request
 from prometheus_client import Counter, Gauge
 
 from coursebridge.events.envelope import parse_time
-from coursebridge.ports import Cursor, DocumentStore, StoreUnavailable
+from coursebridge.lookup import LookupNotConfigured
+from coursebridge.ports import Cursor, DocumentStore, Filter, StoreUnavailable
 from coursebridge.runtime.auth import require_bearer
 from ingest.domain.authenticity import is_authentic
 from ingest.domain.hotmart import NotNormalisable
@@ -38,6 +42,7 @@ from ingest.service_layer.intake import (
     QUARANTINE,
     WEBHOOKS,
     accept_webhook,
+    lookup,
     reprocess_quarantined,
     webhook_record,
 )
@@ -108,11 +113,29 @@ def webhook_blueprint(
             return jsonify(error="not_found", message="no webhook with that Hotmart event id"), 404
         return jsonify(record), 200
 
+    @blueprint.get("/admin/lookup")
+    @require_bearer(admin_token)
+    def lookup_buyer() -> tuple[Response, int]:
+        """What ingest knows of a purchase, a subscriber or a buyer (exactly one of the three)."""
+        given = {k: (request.args.get(k) or "").strip() for k in ("transaction", "subscriber_code", "email")}
+        given = {k: v[:320] for k, v in given.items() if v}
+        if len(given) != 1:
+            return jsonify(
+                error="bad_request", message="give exactly one of transaction, subscriber_code or email"
+            ), 400
+        try:
+            return jsonify(lookup(store, **given)), 200
+        except LookupNotConfigured as error:
+            return jsonify(error="lookup_not_configured", message=str(error)), 503
+
     @blueprint.get("/admin/quarantine")
     @require_bearer(admin_token)
     def list_quarantine() -> tuple[Response, int]:
-        """Quarantined bodies, oldest first, without their content (``?after=<id>&limit=``)."""
-        return jsonify(_page(store, QUARANTINE, _QUARANTINE_FIELDS)), 200
+        """Quarantined bodies, oldest first, without their content (``?after=<id>&limit=``,
+        ``?status=quarantined`` for those still waiting)."""
+        status = request.args.get("status")
+        filters = [Filter("status", "==", status)] if status else []
+        return jsonify(_page(store, QUARANTINE, _QUARANTINE_FIELDS, filters)), 200
 
     @blueprint.get("/admin/quarantine/<doc_id>")
     @require_bearer(admin_token)
@@ -184,13 +207,13 @@ def _form_hottok(raw_body: bytes) -> str | None:
         return None
 
 
-def _page(store: DocumentStore, kind: str, fields: tuple[str, ...]) -> dict:
+def _page(store: DocumentStore, kind: str, fields: tuple[str, ...], filters: list | None = None) -> dict:
     try:
         limit = max(1, min(MAX_PAGE, int(request.args.get("limit", "50"))))
     except ValueError:
         limit = 50
     after = request.args.get("after")
-    docs = store.query(kind, limit=limit, start_after=Cursor(after) if after else None)
+    docs = store.query(kind, filters or [], limit=limit, start_after=Cursor(after) if after else None)
     items = [{"id": doc.id, **{key: doc.data.get(key) for key in fields}} for doc in docs]
     return {"items": items, "next_after": docs[-1].id if len(docs) == limit else None}
 

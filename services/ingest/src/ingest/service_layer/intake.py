@@ -23,8 +23,9 @@ import structlog
 from coursebridge.events import Event, InvalidEvent, new_event
 from coursebridge.events.envelope import format_time, parse_time, utc_now
 from coursebridge.events.payments import register_payment_contracts
+from coursebridge.lookup import email_key, required_email_key
 from coursebridge.outbox import Outbox
-from coursebridge.ports import Document, DocumentStore, Transaction
+from coursebridge.ports import Document, DocumentStore, Filter, Transaction
 from coursebridge.runtime.logging import bind_correlation
 from coursebridge.topology import PAYMENTS
 from ingest.domain.facts import fact_key, merge_register, recovered_earlier, subscriber_code
@@ -35,8 +36,10 @@ from ingest.domain.records import (
     body_fingerprint,
     cloud_event_id,
     document_id,
+    lookup_fields,
     pack_raw,
     quarantine_id,
+    raw_lookup_fields,
     redact_form_hottok,
     redact_hottok,
     unpack_raw,
@@ -197,6 +200,7 @@ def _store_webhook(
     fingerprint = body_fingerprint(body)
     packed = pack_raw(raw_body)
     test_ignored = normalised.test_event and not accept_tests
+    transaction, code, email = lookup_fields(event.data)
     webhook = {
         "hotmart_event_id": normalised.event_id,
         "hotmart_event": normalised.event_name,
@@ -212,6 +216,10 @@ def _store_webhook(
         "anomalies": normalised.anomalies,
         "raw": packed,
         "raw_omitted": None if packed is not None else "body too large to keep whole; normalised event kept",
+        # what operators search by; the e-mail only as a keyed hash (coursebridge.lookup)
+        "transaction": transaction,
+        "subscriber_code": code,
+        "email_key": email_key(email),
     }
 
     def store_once(tx: Transaction) -> Outcome:
@@ -283,6 +291,7 @@ def _quarantine(
     """Keep what could not be understood, with why, for a person to look at; Hotmart still gets 2xx."""
     hotmart_id = body.get("id") if isinstance(body, dict) else None
     hotmart_event = body.get("event") if isinstance(body, dict) else None
+    transaction, code, email = raw_lookup_fields(body)
     record = {
         "received_at": received_at,
         "reason": reason[:2000],
@@ -292,6 +301,9 @@ def _quarantine(
         "format": body_format,
         "status": "quarantined",
         "raw": pack_raw(raw_body),
+        "transaction": transaction,
+        "subscriber_code": code,
+        "email_key": email_key(email),
     }
     created = store.create(QUARANTINE, quarantine_id(raw_body), record)
     log.warning("webhook.quarantined", reason=reason[:300], first_time=created)
@@ -361,6 +373,51 @@ def webhook_record(store: DocumentStore, hotmart_event_id: str) -> dict | None:
         "status",
     )
     return {key: webhook.get(key) for key in (*visible, "published_at", "message_id")}
+
+
+LOOKUP_LIMIT = 100
+_LOOKUP_QUARANTINE_FIELDS = (
+    "received_at",
+    "reason",
+    "hotmart_event_id",
+    "hotmart_event",
+    "status",
+    "outcome",
+)
+
+
+def lookup(
+    store: DocumentStore,
+    *,
+    transaction: str | None = None,
+    subscriber_code: str | None = None,
+    email: str | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Webhooks and quarantined bodies of a purchase, a subscriber or a buyer, oldest first.
+
+    By e-mail through its keyed hash (``LookupNotConfigured`` without a key): no e-mail is ever indexed.
+    Records kept before these fields existed are not found by them (the event id still finds them).
+    """
+    if transaction:
+        condition = Filter("transaction", "==", transaction)
+    elif subscriber_code:
+        condition = Filter("subscriber_code", "==", subscriber_code)
+    elif email:
+        condition = Filter("email_key", "==", required_email_key(email))
+    else:
+        raise ValueError("give a transaction, a subscriber code or an e-mail")
+    webhooks = [
+        {**webhook_record(store, doc.data["hotmart_event_id"]), "transaction": doc.data.get("transaction")}
+        for doc in store.query(WEBHOOKS, [condition], limit=LOOKUP_LIMIT)
+        if doc.data.get("hotmart_event_id")
+    ]
+    quarantined = [
+        {"id": doc.id, **{k: doc.data.get(k) for k in _LOOKUP_QUARANTINE_FIELDS}}
+        for doc in store.query(QUARANTINE, [condition], limit=LOOKUP_LIMIT)
+    ]
+    webhooks.sort(key=lambda w: w.get("received_at") or "")
+    quarantined.sort(key=lambda q: q.get("received_at") or "")
+    return {"webhooks": webhooks, "quarantine": quarantined}
 
 
 def mark_webhooks_published(tx: Transaction, published: list[tuple[Document, str]]) -> None:

@@ -3,6 +3,9 @@
 - ``POST /tasks/sweep``: apply every time-based transition due now; answers the sweep report.
 - ``GET /subscriptions/<subscriber_code>``: each access of that subscriber (state, paid-through date,
   grace end, plan, history of transitions); 404 when the subscriber is unknown.
+- ``GET /admin/accesses?email=`` / ``?subscriber_code=``: a buyer's accesses (possibly none), found by the
+  keyed hash of the e-mail (``LOOKUP_HASH_KEY``; 503 when it is not configured).
+- ``/admin/deadletters``: dead letters of the service's subscriptions (``coursebridge.deadletters``).
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Blueprint, Flask, Response, g, jsonify
+from flask import Blueprint, Flask, Response, g, jsonify, request
 
+from coursebridge.lookup import LookupNotConfigured
 from coursebridge.ports import DocumentStore
 from coursebridge.runtime.auth import require_bearer
-from subscription.service_layer.accesses import subscriber_accesses, sweep
+from subscription.service_layer.accesses import accesses_by_email, subscriber_accesses, sweep
 
 
 def subscription_blueprint(
@@ -36,6 +40,22 @@ def subscription_blueprint(
         if not accesses:
             return jsonify(error="not_found", message="no subscription with that subscriber code"), 404
         return jsonify(subscriber_code=subscriber_code, accesses=accesses), 200
+
+    @blueprint.get("/admin/accesses")
+    @require_bearer(admin_token)
+    def find_accesses() -> tuple[Response, int]:
+        email = (request.args.get("email") or "").strip()
+        code = (request.args.get("subscriber_code") or "").strip()
+        if bool(email) == bool(code):
+            return jsonify(error="bad_request", message="give exactly one of email or subscriber_code"), 400
+        if code:
+            return jsonify(accesses=subscriber_accesses(store, code)), 200
+        if "@" not in email or len(email) > 320:
+            return jsonify(error="bad_request", message="email must be an e-mail address"), 400
+        try:
+            return jsonify(accesses=accesses_by_email(store, email)), 200
+        except LookupNotConfigured as error:
+            return jsonify(error="lookup_not_configured", message=str(error)), 503
 
     return blueprint
 

@@ -18,6 +18,7 @@ from prometheus_client import Counter
 
 from coursebridge.events import Event, new_event
 from coursebridge.events.envelope import format_time
+from coursebridge.lookup import email_key, required_email_key
 from coursebridge.outbox import Outbox, OutboxRelay
 from coursebridge.ports import DocumentStore, Filter, Transaction
 from coursebridge.topology import SUBSCRIPTIONS
@@ -66,7 +67,11 @@ def _save(
     tx: Transaction, outbox: Outbox, access: Access, changes: Iterable[AccessChange], now: datetime
 ) -> list[Event]:
     """Write the access and stage its events in the outbox (``coursebridge.outbox``) in one transaction."""
-    tx.set(ACCESSES, access.access_id, access.to_doc())
+    doc = access.to_doc()
+    key = email_key(access.email)
+    if key is not None:  # operators find a buyer's accesses by e-mail without an e-mail index
+        doc["email_key"] = key
+    tx.set(ACCESSES, access.access_id, doc)
     events = []
     for change in changes:
         if change.reason == SAFETY_NET_REASON:
@@ -200,6 +205,12 @@ def _advance_one(tx: Transaction, outbox: Outbox, access_id: str, now: datetime)
 
 def subscriber_accesses(store: DocumentStore, subscriber_code: str) -> list[dict[str, Any]]:
     docs = store.query(ACCESSES, [Filter("subscriber_code", "==", subscriber_code)])
+    return [view(Access.from_doc(doc.data)) for doc in sorted(docs, key=lambda d: d.id)]
+
+
+def accesses_by_email(store: DocumentStore, email: str) -> list[dict[str, Any]]:
+    """A buyer's accesses found by the keyed hash of the e-mail (``coursebridge.lookup``)."""
+    docs = store.query(ACCESSES, [Filter("email_key", "==", required_email_key(email))])
     return [view(Access.from_doc(doc.data)) for doc in sorted(docs, key=lambda d: d.id)]
 
 
