@@ -138,6 +138,9 @@ class BigQueryWarehouse(Warehouse):
 
     # --- reads -------------------------------------------------------------------------------------
 
+    def relation(self, name: str) -> str:
+        return f"`{self.qualified}.{name}`"
+
     def query_view(self, view: str, where: str = "", params: dict[str, Any] | None = None) -> list[Row]:
         if not view.isidentifier():
             raise ValueError(f"bad view name {view!r}")
