@@ -147,3 +147,23 @@ def test_vendored_echarts_is_the_pinned_release_with_its_licence():
 
 
 ECHARTS_MIN_JS_SHA256 = "b66b25aeb4df84e33199dc21694014d336d222cbd9deb0e5a7c14bd6aa0d0fd0"
+
+
+def test_mrr_and_churn_leave_out_the_month_still_in_progress(client, warehouse):
+    from datetime import date
+
+    from analytics.service_layer import reports
+
+    scope = reports.Scope(date(2025, 1, 1), date(2025, 3, 31))
+    body = reports.summary(warehouse, scope, today=date(2025, 3, 10))
+    mrr = reports.monthly(warehouse, "mrr_monthly", scope, today=date(2025, 3, 10))
+    assert {r["month"] for r in mrr if r["in_progress"]} == {date(2025, 3, 1)}
+    brl = next(c for c in body["currencies"] if c["currency"] == "BRL")
+    assert brl["mrr_month"] == date(2025, 2, 1)
+    february = next(r for r in mrr if r["month"] == date(2025, 2, 1) and r["currency"] == "BRL")
+    assert brl["mrr"] == february["mrr"] > 0
+    churn = reports.monthly(warehouse, "churn_monthly", scope, today=date(2025, 3, 10))
+    ended = [r for r in churn if r["month"] < date(2025, 3, 1)]
+    assert body["churn"]["subscribers_at_start"] == sum(r["subscribers_at_start"] for r in ended) > 0
+    later = reports.summary(warehouse, scope, today=date(2025, 6, 1))
+    assert next(c for c in later["currencies"] if c["currency"] == "BRL")["mrr_month"] == date(2025, 3, 1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -53,8 +53,15 @@ def daily(warehouse: Warehouse, scope: Scope, currency: str | None = None) -> li
     return [{"day": day, "currency": cur, **values} for (day, cur), values in sorted(out.items())]
 
 
-def monthly(warehouse: Warehouse, view: str, scope: Scope) -> list[Row]:
-    """A monthly view cut to the range's months, summed over products (per currency where it has one)."""
+def _this_month(today: date | None) -> date:
+    return (today or datetime.now(UTC).date()).replace(day=1)
+
+
+def monthly(warehouse: Warehouse, view: str, scope: Scope, today: date | None = None) -> list[Row]:
+    """A monthly view cut to the range's months, summed over products (per currency where it has one).
+
+    ``in_progress`` marks the current month: its churn counts subscribers whose renewal is still to come.
+    """
     where, params = scope.month_filter()
     rows = warehouse.query_view(view, where, params)
     if view == "mrr_monthly":
@@ -74,6 +81,7 @@ def monthly(warehouse: Warehouse, view: str, scope: Scope) -> list[Row]:
     result = []
     for k, values in sorted(out.items()):
         item = dict(zip(key, k, strict=True)) | values
+        item["in_progress"] = item["month"] >= _this_month(today)
         if view == "churn_monthly":
             item["churn_rate"] = _ratio(values["churned"], values["subscribers_at_start"])
         if view == "refund_rates_monthly":
@@ -83,12 +91,22 @@ def monthly(warehouse: Warehouse, view: str, scope: Scope) -> list[Row]:
     return result
 
 
+def _previous_month(month: date) -> date:
+    return (month - timedelta(days=1)).replace(day=1)
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def summary(warehouse: Warehouse, scope: Scope, report: str | None = None) -> dict[str, Any]:
-    """KPI per currency over the range; churn over the range's months; optionally a converted total."""
+def summary(
+    warehouse: Warehouse, scope: Scope, report: str | None = None, today: date | None = None
+) -> dict[str, Any]:
+    """KPI per currency over the range; churn over the range's ended months; optionally converted totals.
+
+    MRR and active subscribers are those of the range's last month, or of the month before when the
+    last one is still in progress (a month that started yesterday has hardly renewed yet).
+    """
     per_currency: dict[str, dict[str, Any]] = defaultdict(
         lambda: {
             **_zero(),
@@ -102,16 +120,19 @@ def summary(warehouse: Warehouse, scope: Scope, report: str | None = None) -> di
         target = per_currency[row["currency"]]
         for name in (*AMOUNTS, *COUNTS):
             target[name] += row[name]
-    mrr = monthly(warehouse, "mrr_monthly", scope)
-    last_month = max((r["month"] for r in mrr), default=None)
+    mrr = monthly(warehouse, "mrr_monthly", scope, today)
+    last_month = scope.end.replace(day=1)
+    if last_month >= _this_month(today) and scope.first_month < last_month:
+        last_month = _previous_month(last_month)
     for row in mrr:
         target = per_currency[row["currency"]]
         target["new_subscribers"] += row["new_subscribers"]
         if row["month"] == last_month:  # MRR and active subscribers of the range's last month
             target["mrr"] += row["mrr"]
             target["active_subscribers"] += row["active_subscribers"]
-            target["mrr_month"] = last_month
-    churn = monthly(warehouse, "churn_monthly", scope)
+    for values in per_currency.values():
+        values["mrr_month"] = last_month
+    churn = [r for r in monthly(warehouse, "churn_monthly", scope, today) if not r["in_progress"]]
     at_start = sum(r["subscribers_at_start"] for r in churn)
     churned = sum(r["churned"] for r in churn)
     body: dict[str, Any] = {

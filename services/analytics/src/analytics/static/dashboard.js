@@ -97,7 +97,7 @@
       row.className = "kpi-row";
       row.setAttribute("data-currency", c.currency);
       var h = document.createElement("h3"); h.textContent = c.currency; row.appendChild(h);
-      var mrrMonth = c.mrr_month ? "in " + c.mrr_month.slice(0, 7) : "no subscriptions";
+      var mrrMonth = "in " + c.mrr_month.slice(0, 7);
       row.appendChild(tile("gross", "Gross (approved)", money(c.gross, c.currency), c.currency, c.purchases + " charges"));
       row.appendChild(tile("net", "Net", money(c.net, c.currency), c.currency, "gross − refunds − chargebacks"));
       row.appendChild(tile("refunds", "Refunds", money(c.refunds, c.currency), c.currency,
@@ -112,8 +112,8 @@
     });
     var churn = document.createElement("div");
     churn.className = "kpi-row";
-    churn.appendChild(tile("churn", "Churn (range)", pct(summary.churn.churn_rate), null,
-      summary.churn.churned + " of " + summary.churn.subscribers_at_start + " subscribers"));
+    churn.appendChild(tile("churn", "Churn (ended months in range)", pct(summary.churn.churn_rate), null,
+      summary.churn.churned + " of " + summary.churn.subscribers_at_start + " subscribers left"));
     box.appendChild(churn);
     var conv = $("converted");
     if (summary.converted) {
@@ -182,7 +182,7 @@
         {name: "active subscribers", type: "bar", data: series(monthLabels, mrrMine, "month", "active_subscribers").map(function (p) { return p[1]; })},
         {name: "new subscribers", type: "bar", data: series(monthLabels, mrrMine, "month", "new_subscribers").map(function (p) { return p[1]; })},
         {name: "churn %", type: "line", yAxisIndex: 1, symbol: "diamond", symbolSize: 8,
-          data: monthLabels.map(function (m) { var r = churn.filter(function (c) { return c.month === m; })[0]; return r && r.churn_rate !== null ? +(100 * r.churn_rate).toFixed(2) : null; })}],
+          data: monthLabels.map(function (m) { var r = churn.filter(function (c) { return c.month === m; })[0]; return r && r.churn_rate !== null && !r.in_progress ? +(100 * r.churn_rate).toFixed(2) : null; })}],
         [{type: "value", name: "subscribers"}, {type: "value", name: "%", min: 0}]);
       var ratesMine = rates.filter(function (r) { return r.currency === currency; });
       monthChart("chart-rates", monthLabels, [
