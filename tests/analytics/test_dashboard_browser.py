@@ -175,10 +175,10 @@ def test_dashboard_kpis_per_currency_time_axis_and_filters(server):
             page.on("pageerror", lambda e: errors.append(str(e)))
             _open(page, server)
 
-            # Default range: the last 30 days, which the data reaches (it is dated relative to today).
+            # Default range: the last 90 days (make samples dates its samples into it).
             state = _state(page)
             assert state["to"] == datetime.now(UTC).date().isoformat()
-            assert len(state["labels"]) == 30 and [d for d, _ in state["series"]["net"]] == state["labels"]
+            assert len(state["labels"]) == 90 and [d for d, _ in state["series"]["net"]] == state["labels"]
             for chart in ("net", "gross", "mrr", "churn", "rates"):
                 assert page.locator(f"#chart-{chart} svg").count() == 1, chart
             assert page.locator(".kpi-row[data-currency=BRL]").count() == 1
@@ -198,11 +198,11 @@ def test_dashboard_kpis_per_currency_time_axis_and_filters(server):
             narrow = _state(page)
             assert narrow["product"] == "5001" and narrow["currency"] == "BRL"
             # A real time axis: every day of the range, days without money at zero.
-            assert len(narrow["series"]["gross"]) == 30
+            assert len(narrow["series"]["gross"]) == 90
             assert [d for d, v in narrow["series"]["gross"] if v] == [
                 (TODAY - timedelta(days=n)).date().isoformat() for n in (8, 3)
             ]
-            assert sum(1 for _, v in narrow["series"]["net"] if v == 0) == 27
+            assert sum(1 for _, v in narrow["series"]["net"] if v == 0) == 87
             # The filter narrows every chart: a one-off product has no MRR and no subscribers.
             assert all(r["mrr"] == 0 for r in narrow["mrr"])
             assert sum(v for _, v in narrow["series"]["gross"]) < sum(v for _, v in state["series"]["gross"])
@@ -219,6 +219,8 @@ def test_dashboard_kpis_per_currency_time_axis_and_filters(server):
             assert len(year["labels"]) in (365, 366) and year["product"] == "4711"
             _rerender(page, lambda: page.click("[data-range='7d']"))
             assert len(_state(page)["labels"]) == 7
+            _rerender(page, lambda: page.click("[data-range='30d']"))
+            assert len(_state(page)["labels"]) == 30
 
             assert external == [] and errors == []
             # The token stays in the tab: a reload renders again without asking.

@@ -215,7 +215,7 @@
   }
 
   var params = new URLSearchParams(location.search);
-  preset(params.get("range") || "30d");
+  preset(params.get("range") || "90d");
   if (params.get("from")) $("from").value = params.get("from");
   if (params.get("to")) $("to").value = params.get("to");
   if (params.get("product")) { fillSelect($("product"), [params.get("product")], params.get("product"), "all products"); }
