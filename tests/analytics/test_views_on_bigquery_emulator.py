@@ -1,12 +1,12 @@
-"""The revenue views as BigQuery SQL on a BigQuery emulator equal the transpiled views on DuckDB.
+"""The revenue views as BigQuery SQL on a BigQuery emulator equal the transpiled views on DuckDB, and the
+BigQuery adapter's own write path (load jobs, appends only) and migrations work there.
 
-The same synthetic events (with redeliveries) go through the normal projection into the embedded
-(DuckDB) warehouse, and, deduplicated by event id as the warehouses do, into tables of
-goccy/bigquery-emulator created from the same schema DDL (``analytics.schema``) by streaming inserts
-(the adapter's ``MERGE ... UNNEST(JSON_QUERY_ARRAY(@rows))`` write does not finish on the emulator). The
-views are the files of ``sql/views`` in BigQuery dialect, exactly as deployed, not transpiled. Every
-view is compared row by row after normalising types (exact decimals to 9 places, floats to 9
-places, dates and timestamps to ISO strings).
+The same synthetic events go through the normal projection into the embedded (DuckDB) warehouse and,
+through ``BigQueryWarehouse.write`` (one load job per table per batch), into goccy/bigquery-emulator;
+redeliveries are written again as a second batch, so the raw BigQuery tables really hold duplicates
+and the views must remove them. The views are the files of ``sql/views`` in BigQuery dialect, created
+by the adapter's ``migrate``, not transpiled. Every view is compared row by row after normalising
+types (exact decimals to 9 places, floats to 9 places, dates and timestamps to ISO strings).
 
 Skipped without the emulator binary (``tools/install_bigquery_emulator.sh``), failed on CI.
 """
@@ -14,6 +14,7 @@ Skipped without the emulator binary (``tools/install_bigquery_emulator.sh``), fa
 from __future__ import annotations
 
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -26,21 +27,20 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-from bigquery_emulator import BigQueryEmulator, json_row, require_binary, run_query
+from bigquery_emulator import BigQueryEmulator, require_binary, run_query
 
+from analytics.adapters.bigquery_warehouse import BigQueryWarehouse
 from analytics.adapters.duckdb_warehouse import DuckDBWarehouse
-from analytics.domain.projection import Projection, project
 from analytics.schema import TABLES
 from analytics.service_layer.projector import project_events
 from analytics.synthetic import generate_events
-from analytics.views import VIEW_KEYS, VIEW_ORDER, load_views
+from analytics.views import VIEW_KEYS, VIEW_ORDER, View, load_views
 
 pytestmark = pytest.mark.emulator
 
 KEY = b"bq-emulator-equivalence-key"
 EVENTS = 700
 REDELIVERED = 70
-INSERT_BATCH = 500
 NINE_PLACES = Decimal("0.000000001")
 
 
@@ -72,52 +72,109 @@ def _rows(rows: list[dict[str, Any]], view: str) -> list[tuple[tuple[str, Any], 
     return sorted(normalised, key=lambda row: tuple(str(dict(row)[k]) for k in keys))
 
 
+def _rates() -> list[dict[str, Any]]:
+    loaded = datetime(2025, 7, 1, tzinfo=UTC)
+    rows = []
+    for day in range(1, 29):
+        for currency, rate in (("USD", "5.10"), ("BRL", "0.18")):
+            reporting = "BRL" if currency == "USD" else "EUR"
+            rows.append(
+                {
+                    "day": date(2025, 2, day),
+                    "currency": currency,
+                    "reporting_currency": reporting,
+                    "rate": Decimal(rate),
+                    "source": "test.csv",
+                    "loaded_at": loaded,
+                }
+            )
+    return rows
+
+
 def test_bigquery_views_on_the_emulator_equal_duckdb(bigquery_emulator: BigQueryEmulator, tmp_path: Path):
     events = list(generate_events(EVENTS, seed=17))
-    events += events[:REDELIVERED]
+    redelivered = events[:REDELIVERED]
 
     # DuckDB: the normal projection path, as in services/analytics/tests/test_views.py.
     duck = DuckDBWarehouse(tmp_path / "analytics.duckdb")
     duck.migrate()
-    project_events(duck, events, KEY)
-
-    # Emulator: the same projected rows, deduplicated by event id as both adapters do.
-    batch = Projection()
-    for event in events:
-        batch.extend(project(event, KEY))
-    rows_by_table = batch.deduplicated().rows
+    project_events(duck, events + redelivered, KEY)
+    duck.load_rates(_rates())
 
     client = bigquery_emulator.client()
-    dataset = f"{bigquery_emulator.project}.cb_{uuid.uuid4().hex[:8]}"
+    dataset = f"cb_{uuid.uuid4().hex[:8]}"
+    bq = BigQueryWarehouse(bigquery_emulator.project, dataset, client=client, job_timeout=60)
     try:
-        client.create_dataset(dataset, timeout=30)
+        bq.migrate()
+        # The adapter's write path: appends (load jobs); the redelivered events land a second time.
+        project_events(bq, events, KEY)
+        project_events(bq, redelivered, KEY)
+        bq.load_rates(_rates())
+        raw = run_query(client, f"SELECT COUNT(*) AS n FROM `{bq.qualified}.events`")[0]["n"]
+        assert raw == len(events) + REDELIVERED  # duplicates really are in the raw table
         for table in TABLES:
-            run_query(client, table.bigquery_ddl(dataset))
-            rows = [json_row(row) for row in rows_by_table[table.name]]
-            for start in range(0, len(rows), INSERT_BATCH):
-                errors = client.insert_rows_json(
-                    f"{dataset}.{table.name}", rows[start : start + INSERT_BATCH], timeout=30
-                )
-                assert not errors, errors[:3]
-            count = run_query(client, f"SELECT COUNT(*) AS n FROM `{dataset}.{table.name}`")[0]["n"]
-            assert count == duck.count(table.name) == len(rows), table.name
+            assert bq.count(table.name) == duck.count(table.name), table.name
         assert duck.count("payments") > 300
-
-        for view in load_views():
-            run_query(client, f"CREATE VIEW `{dataset}.{view.name}` AS\n{view.bigquery(dataset)}")
 
         compared = {}
         for name in VIEW_ORDER:
-            on_emulator = _rows(run_query(client, f"SELECT * FROM `{dataset}.{name}`"), name)
+            on_emulator = _rows(run_query(client, f"SELECT * FROM `{bq.qualified}.{name}`"), name)
             on_duckdb = _rows(duck.query_view(name), name)
             assert on_emulator, name
             assert on_emulator == on_duckdb, name
             compared[name] = len(on_duckdb)
-        # Not vacuous: revenue over several months and currencies, refunds, subscribers.
+        # Not vacuous: revenue over several months and currencies, reversals, subscribers, conversions.
         assert compared["revenue_daily_totals"] > 50 and compared["mrr_monthly"] >= 4
         totals = duck.query_view("revenue_daily_totals")
         assert {r["currency"] for r in totals} == {"BRL", "USD"}
         assert sum(r["refunds"] for r in totals) > 0 and sum(r["chargebacks"] for r in totals) > 0
+        assert sum(r["completed"] for r in totals) > 0
+        converted = duck.query_view(
+            "revenue_daily_converted", "rate IS NOT NULL AND currency <> reporting_currency"
+        )
+        assert converted
     finally:
-        client.delete_dataset(dataset, delete_contents=True, not_found_ok=True, timeout=30)
+        client.delete_dataset(
+            f"{bigquery_emulator.project}.{dataset}", delete_contents=True, not_found_ok=True
+        )
+        client.close()
+
+
+def test_migrations_change_only_what_changed_and_tolerate_replicas(bigquery_emulator: BigQueryEmulator):
+    client = bigquery_emulator.client()
+    dataset = f"cb_{uuid.uuid4().hex[:8]}"
+    try:
+        # Two replicas starting at once on the provisioned dataset (the emulator answers 500, not 409,
+        # to a concurrent create_dataset; the Helm chart's Config Connector creates the dataset anyway).
+        client.create_dataset(f"{bigquery_emulator.project}.{dataset}")
+        replicas = [
+            BigQueryWarehouse(bigquery_emulator.project, dataset, client=client, job_timeout=20) for _ in "ab"
+        ]
+        errors: list[BaseException] = []
+
+        def start(warehouse: BigQueryWarehouse) -> None:
+            try:
+                warehouse.migrate()
+            except BaseException as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=start, args=(w,)) for w in replicas]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert errors == []
+        bq = replicas[0]
+        views = load_views()
+        # A second start changes nothing; a changed view is updated, and only that one.
+        assert {bq._ensure_view(v) for v in views} == {"unchanged"}
+        changed = View(views[-1].name, views[-1].sql + "\n-- changed")
+        assert bq._ensure_view(changed) == "updated"
+        assert bq._ensure_view(changed) == "unchanged"
+        assert bq._ensure_view(views[-1]) == "updated"
+        assert run_query(client, f"SELECT COUNT(*) AS n FROM `{bq.qualified}.revenue_daily`")[0]["n"] == 0
+    finally:
+        client.delete_dataset(
+            f"{bigquery_emulator.project}.{dataset}", delete_contents=True, not_found_ok=True
+        )
         client.close()

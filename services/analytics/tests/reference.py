@@ -1,4 +1,10 @@
-"""An independent Python computation of the revenue metrics, to check the SQL views against."""
+"""An independent plain-Python computation of the revenue model, to check the SQL views against.
+
+Written from the rules in docs/analytics.md, not from the SQL: one charge (transaction, recurrence) has
+at most one approval, one completion and one reversal; the later reversal wins its category, a partial
+refund never replaces a full refund or a chargeback, and a partial refund's amount is unknown; a full
+reversal takes back what the approval counted; producer net is in the commission's currency.
+"""
 
 from __future__ import annotations
 
@@ -8,83 +14,184 @@ from typing import Any
 
 from coursebridge.events import Event
 
+ZERO = Decimal(0)
+MEASURES = ("gross", "completed", "refunds", "chargebacks", "net", "producer_net")
+COUNTS = ("purchases", "completed_count", "refund_count", "chargeback_count", "partial_refund_count")
 
-def _unique_states(events: list[Event]) -> list[dict[str, Any]]:
+
+def _money(block: dict[str, Any] | None) -> tuple[Decimal | None, str | None]:
+    if not block or block.get("value") is None:
+        return None, (block or {}).get("currency")
+    return Decimal(str(block["value"])).quantize(Decimal("0.000000001")), block.get("currency")
+
+
+def _states(events: list[Event]) -> list[dict[str, Any]]:
+    """Unique state changes: one per event id, then one per (transaction, kind, status, recurrence)."""
     by_id = {e.id: e for e in events}
-    states: dict[tuple, tuple] = {}
+    kept: dict[tuple, dict[str, Any]] = {}
     for event in by_id.values():
         data = event.data
-        kind = data.get("kind", "")
+        kind = data.get("kind") or ""
         if not event.type.startswith("coursebridge.payment.") or not kind.startswith("purchase_"):
             continue
         purchase = data.get("purchase") or {}
-        key = (data.get("transaction") or event.id, kind, purchase.get("recurrence_number") or 0)
-        order = (data["occurred_at"], event.id)
-        if key not in states or order < states[key][0]:
-            states[key] = (order, event)
-    rows = []
-    for (_order, _id), event in states.values():
-        data = event.data
-        purchase = data.get("purchase") or {}
-        price = purchase.get("price") or {}
-        rows.append(
-            {
-                "kind": data["kind"],
-                "transaction": data.get("transaction"),
-                "recurrence": purchase.get("recurrence_number") or 0,
-                "day": data["occurred_at"][:10],
-                "month": data["occurred_at"][:7] + "-01",
-                "at": data["occurred_at"],
-                "id": event.id,
-                "currency": price.get("currency"),
-                "price": Decimal(str(price["value"])) if price.get("value") is not None else None,
-                "subscriber": (data.get("subscription") or {}).get("subscriber_code"),
-                "is_subscription": purchase.get("is_subscription"),
-            }
-        )
-    return rows
+        price, currency = _money(purchase.get("price"))
+        producer = next((c for c in data.get("commissions") or [] if c.get("source") == "PRODUCER"), None)
+        state = {
+            "id": event.id,
+            "kind": kind,
+            "status": purchase.get("status"),
+            "transaction": data.get("transaction"),
+            "recurrence": purchase.get("recurrence_number") or 0,
+            "at": data["occurred_at"],
+            "product": (data.get("product") or {}).get("id"),
+            "subscriber": (data.get("subscription") or {}).get("subscriber_code"),
+            "price": price,
+            "currency": currency,
+            "producer_net": Decimal(str(producer["value"])) if producer else None,
+            "producer_currency": (producer.get("currency") or currency) if producer else None,
+        }
+        key = (state["transaction"] or event.id, kind, state["status"] or "", state["recurrence"])
+        if key not in kept or (state["at"], state["id"]) < (kept[key]["at"], kept[key]["id"]):
+            kept[key] = state
+    return list(kept.values())
+
+
+def _partial(state: dict[str, Any]) -> bool:
+    return state["kind"] == "purchase_refunded" and state["status"] == "partially_refunded"
+
+
+def charges(events: list[Event]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Final state of each charge: approval, completion, winning reversal."""
+    out: dict[tuple[str, int], dict[str, Any]] = defaultdict(dict)
+    for s in _states(events):
+        if not s["transaction"]:
+            continue
+        charge = out[(s["transaction"], s["recurrence"])]
+        order = (s["at"], s["id"])
+        if s["kind"] == "purchase_approved":
+            if "approved" not in charge or order < (charge["approved"]["at"], charge["approved"]["id"]):
+                charge["approved"] = s
+        elif s["kind"] == "purchase_complete":
+            if "completed" not in charge or order < (charge["completed"]["at"], charge["completed"]["id"]):
+                charge["completed"] = s
+        elif s["kind"] in ("purchase_refunded", "purchase_chargeback"):
+            rank = (not _partial(s), s["at"], s["id"])
+            old = charge.get("reversed")
+            if old is None or rank > (not _partial(old), old["at"], old["id"]):
+                charge["reversed"] = s
+    return {k: v for k, v in out.items() if v}
+
+
+def revenue_daily(events: list[Event]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """(day, product, currency) -> gross, completed, refunds, chargebacks, net, producer_net, counts."""
+    out: dict[tuple, dict[str, Any]] = defaultdict(
+        lambda: {**dict.fromkeys(MEASURES, ZERO), **dict.fromkeys(COUNTS, 0)}
+    )
+    for charge in charges(events).values():
+        a, c, r = charge.get("approved"), charge.get("completed"), charge.get("reversed")
+        product = (a or r or c)["product"]
+        if a and a["price"] is not None and a["currency"]:
+            row = out[(a["at"][:10], product, a["currency"])]
+            row["gross"] += a["price"]
+            row["net"] += a["price"]
+            row["purchases"] += 1
+        if a and a["producer_net"] is not None:
+            out[(a["at"][:10], product, a["producer_currency"])]["producer_net"] += a["producer_net"]
+        if c:
+            basis = a or c
+            if basis["price"] is not None and basis["currency"]:
+                row = out[(c["at"][:10], product, basis["currency"])]
+                row["completed"] += basis["price"]
+                row["completed_count"] += 1
+        if r:
+            basis = a or r
+            day = r["at"][:10]
+            if _partial(r):
+                if basis["currency"]:
+                    out[(day, product, basis["currency"])]["partial_refund_count"] += 1
+                continue
+            if basis["price"] is not None and basis["currency"]:
+                row = out[(day, product, basis["currency"])]
+                if r["kind"] == "purchase_chargeback":
+                    row["chargebacks"] += basis["price"]
+                    row["chargeback_count"] += 1
+                else:
+                    row["refunds"] += basis["price"]
+                    row["refund_count"] += 1
+                row["net"] -= basis["price"]
+            if basis["producer_net"] is not None:
+                out[(day, product, basis["producer_currency"])]["producer_net"] -= basis["producer_net"]
+    return dict(out)
 
 
 def revenue_daily_totals(events: list[Event]) -> dict[tuple[str, str], dict[str, Any]]:
-    out: dict[tuple[str, str], dict[str, Any]] = defaultdict(
-        lambda: {"gross": Decimal(0), "refunds": Decimal(0), "chargebacks": Decimal(0), "purchases": 0}
+    out: dict[tuple, dict[str, Any]] = defaultdict(
+        lambda: {**dict.fromkeys(MEASURES, ZERO), **dict.fromkeys(COUNTS, 0)}
     )
-    for row in _unique_states(events):
-        if row["currency"] is None or row["price"] is None:
-            continue
-        target = out[(row["day"], row["currency"])]
-        if row["kind"] == "purchase_approved":
-            target["gross"] += row["price"]
-            target["purchases"] += 1
-        elif row["kind"] == "purchase_refunded":
-            target["refunds"] += row["price"]
-        elif row["kind"] == "purchase_chargeback":
-            target["chargebacks"] += row["price"]
-        else:
-            continue
-    for value in out.values():
-        value["net"] = value["gross"] - value["refunds"] - value["chargebacks"]
-    return {k: v for k, v in out.items() if v["purchases"] or v["refunds"] or v["chargebacks"]}
+    for (day, _product, currency), row in revenue_daily(events).items():
+        for name, value in row.items():
+            out[(day, currency)][name] += value
+    return dict(out)
 
 
-def mrr_monthly(events: list[Event]) -> dict[tuple[str, str], dict[str, Any]]:
-    states = _unique_states(events)
-    reversed_ = {
-        (r["transaction"], r["recurrence"])
-        for r in states
-        if r["kind"] in ("purchase_refunded", "purchase_chargeback") and r["transaction"]
-    }
+def subscription_months(events: list[Event]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(subscription, month) -> the month's last paid charge not fully reversed."""
     last: dict[tuple[str, str], dict[str, Any]] = {}
-    for r in states:
-        if r["kind"] != "purchase_approved" or not r["is_subscription"] or r["price"] is None:
+    for charge in charges(events).values():
+        a, r = charge.get("approved"), charge.get("reversed")
+        if not a or a["price"] is None or not a["currency"]:
             continue
-        if (r["transaction"], r["recurrence"]) in reversed_:
+        subscriber = (
+            a["subscriber"]
+            or (r or {}).get("subscriber")
+            or (charge.get("completed") or {}).get("subscriber")
+        )
+        if not subscriber or (r and not _partial(r)):
             continue
-        key = (r["subscriber"] or r["transaction"], r["month"])
-        if key not in last or (r["at"], r["id"]) > (last[key]["at"], last[key]["id"]):
-            last[key] = r
-    out: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"mrr": Decimal(0), "subs": set()})
-    for (subscription, month), r in last.items():
-        out[(month, r["currency"])]["mrr"] += r["price"]
-        out[(month, r["currency"])]["subs"].add(subscription)
-    return {k: {"mrr": v["mrr"], "active_subscribers": len(v["subs"])} for k, v in out.items()}
+        key = (subscriber, a["at"][:7] + "-01")
+        if key not in last or (a["at"], a["id"]) > (last[key]["at"], last[key]["id"]):
+            last[key] = a
+    return last
+
+
+def mrr_monthly(events: list[Event]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    months = subscription_months(events)
+    first: dict[str, str] = {}
+    for subscription, month in months:
+        first[subscription] = min(first.get(subscription, month), month)
+    out: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"mrr": ZERO, "subs": set(), "new": set()})
+    for (subscription, month), a in months.items():
+        row = out[(month, a["product"], a["currency"])]
+        row["mrr"] += a["price"]
+        row["subs"].add(subscription)
+        if first[subscription] == month:
+            row["new"].add(subscription)
+    return {
+        k: {"mrr": v["mrr"], "active_subscribers": len(v["subs"]), "new_subscribers": len(v["new"])}
+        for k, v in out.items()
+    }
+
+
+def churn_monthly(events: list[Event]) -> dict[tuple[str, str], dict[str, int]]:
+    months = subscription_months(events)
+    active: dict[str, set[tuple[str, str]]] = defaultdict(set)  # month -> {(subscription, product)}
+    for (subscription, month), a in months.items():
+        active[month].add((subscription, a["product"]))
+    if not active:
+        return {}
+    last = max(active)
+    out: dict[tuple[str, str], dict[str, int]] = defaultdict(
+        lambda: {"subscribers_at_start": 0, "churned": 0}
+    )
+    for month, subs in active.items():
+        if month >= last:
+            continue
+        year, mon = int(month[:4]), int(month[5:7])
+        following = f"{year + mon // 12:04d}-{mon % 12 + 1:02d}-01"
+        now_active = {s for s, _ in active.get(following, set())}
+        for subscription, product in subs:
+            row = out[(following, product)]
+            row["subscribers_at_start"] += 1
+            row["churned"] += subscription not in now_active
+    return dict(out)

@@ -45,6 +45,7 @@ def test_revenue_needs_the_token(client):
         "from=2020-01-01&to=2025-01-01",
         "from=20250101&to=20250102",
         "from=2025-01-01&to=2025-01-02&currency=brl",
+        "from=2025-01-01&to=2025-01-02&product=a%20b",
     ],
 )
 def test_bad_dates_and_ranges_are_400(client, query):
@@ -56,27 +57,113 @@ def test_revenue_rows(client):
     response = client.get("/revenue/daily?from=2025-01-01&to=2025-03-31&currency=BRL", headers=AUTH)
     assert response.status_code == 200
     rows = response.json
-    assert rows and set(rows[0]) == {
+    assert rows and {
         "date",
         "currency",
         "gross",
+        "completed",
         "refunds",
         "chargebacks",
         "net",
+        "producer_net",
         "purchases",
-    }
+        "partial_refund_count",
+    } <= set(rows[0])
     assert all(r["currency"] == "BRL" and "2025-01-01" <= r["date"] <= "2025-03-31" for r in rows)
     assert all(abs(r["gross"] - r["refunds"] - r["chargebacks"] - r["net"]) < 1e-6 for r in rows)
     assert [r["date"] for r in rows] == sorted(r["date"] for r in rows)
+
+
+def test_every_figure_is_per_currency_and_the_product_filter_narrows_it(client):
+    whole = client.get("/revenue/summary?from=2025-01-01&to=2025-06-30", headers=AUTH).json
+    assert [c["currency"] for c in whole["currencies"]] == ["BRL", "USD"]
+    one = client.get("/revenue/summary?from=2025-01-01&to=2025-06-30&product=4712", headers=AUTH).json
+    for mine, everything in zip(one["currencies"], whole["currencies"], strict=True):
+        assert mine["currency"] == everything["currency"]
+        assert 0 < mine["gross"] < everything["gross"]
+    assert one["currencies"][0]["mrr"] == 0  # 4712 is a one-off product
+    daily = client.get("/revenue/daily?from=2025-01-01&to=2025-06-30&product=4711", headers=AUTH).json
+    assert daily and sum(r["gross"] for r in daily) < sum(c["gross"] for c in whole["currencies"])
+    mrr = client.get("/views/mrr_monthly?from=2025-02-01&to=2025-03-15", headers=AUTH).json
+    assert {r["month"] for r in mrr} == {"2025-02-01", "2025-03-01"}
+    options = client.get("/revenue/options", headers=AUTH).json
+    assert options["products"] == ["4711", "4712", "4713"] and options["currencies"] == ["BRL", "USD"]
+
+
+def test_conversion_uses_only_the_rates_the_owner_loaded(client, warehouse, tmp_path):
+    from analytics.entrypoints.cli import BadRatesFile, parse_rates
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("day,currency,reporting_currency,rate\n2025-01-01,USD,BRL,-5\n")
+    with pytest.raises(BadRatesFile, match=":2: the rate must be a positive"):
+        parse_rates(bad)
+    good = tmp_path / "rates.csv"
+    good.write_text(
+        "day,currency,reporting_currency,rate\n"
+        + "".join(f"2025-01-{d:02d},USD,BRL,5.00\n" for d in range(1, 16))
+    )
+    warehouse.load_rates(parse_rates(good))
+    body = client.get("/revenue/summary?from=2025-01-01&to=2025-01-31&report=BRL", headers=AUTH).json
+    converted = body["converted"]
+    by = {c["currency"]: c for c in body["currencies"]}
+    usd_days = {
+        r["date"]
+        for r in client.get("/revenue/daily?from=2025-01-16&to=2025-01-31&currency=USD", headers=AUTH).json
+    }
+    assert {m["day"] for m in converted["missing_rates"]} == usd_days and usd_days
+    first_half = client.get("/revenue/daily?from=2025-01-01&to=2025-01-15&currency=USD", headers=AUTH).json
+    expected = by["BRL"]["gross"] + 5 * sum(r["gross"] for r in first_half)
+    assert abs(converted["gross"] - expected) < 1e-6
 
 
 def test_dashboard_and_assets_are_served_without_a_cdn(client):
     page = client.get("/dashboard")
     assert page.status_code == 200 and b"<svg" not in page.data
     assert b"http://" not in page.data and b"https://" not in page.data
-    for asset in ("charts.js", "dashboard.js", "dashboard.css"):
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    for asset in ("dashboard.js", "dashboard.css", "vendor/echarts/echarts.min.js", "vendor/echarts/LICENSE"):
         response = client.get(f"/dashboard/static/{asset}")
-        assert response.status_code == 200 and b"https://" not in response.data
+        assert response.status_code == 200, asset
+    assert b"Apache License" in client.get("/dashboard/static/vendor/echarts/LICENSE").data
     assert client.get("/dashboard/static/../config.py").status_code == 404
-    assert client.get("/views/mrr_monthly", headers=AUTH).json
-    assert client.get("/views/nope", headers=AUTH).status_code == 404
+    assert client.get("/dashboard/static/vendor/echarts/package.json").status_code == 404
+    assert client.get("/views/mrr_monthly?from=2025-01-01&to=2025-06-30", headers=AUTH).json
+    assert client.get("/views/mrr_monthly", headers=AUTH).status_code == 400
+    assert client.get("/views/nope?from=2025-01-01&to=2025-06-30", headers=AUTH).status_code == 404
+
+
+def test_vendored_echarts_is_the_pinned_release_with_its_licence():
+    """The file served is the one scripts/vendor_echarts.sh took from npm (tarball integrity checked)."""
+    import hashlib
+    from importlib import resources
+
+    folder = resources.files("analytics").joinpath("static", "vendor", "echarts")
+    version, integrity = folder.joinpath("VERSION").read_text().split()
+    assert integrity.startswith("sha512-")
+    script = folder.joinpath("echarts.min.js").read_bytes()
+    assert f'"{version}"'.encode() in script
+    assert hashlib.sha256(script).hexdigest() == ECHARTS_MIN_JS_SHA256
+    assert "Apache" in folder.joinpath("NOTICE").read_text()
+
+
+ECHARTS_MIN_JS_SHA256 = "b66b25aeb4df84e33199dc21694014d336d222cbd9deb0e5a7c14bd6aa0d0fd0"
+
+
+def test_mrr_and_churn_leave_out_the_month_still_in_progress(client, warehouse):
+    from datetime import date
+
+    from analytics.service_layer import reports
+
+    scope = reports.Scope(date(2025, 1, 1), date(2025, 3, 31))
+    body = reports.summary(warehouse, scope, today=date(2025, 3, 10))
+    mrr = reports.monthly(warehouse, "mrr_monthly", scope, today=date(2025, 3, 10))
+    assert {r["month"] for r in mrr if r["in_progress"]} == {date(2025, 3, 1)}
+    brl = next(c for c in body["currencies"] if c["currency"] == "BRL")
+    assert brl["mrr_month"] == date(2025, 2, 1)
+    february = next(r for r in mrr if r["month"] == date(2025, 2, 1) and r["currency"] == "BRL")
+    assert brl["mrr"] == february["mrr"] > 0
+    churn = reports.monthly(warehouse, "churn_monthly", scope, today=date(2025, 3, 10))
+    ended = [r for r in churn if r["month"] < date(2025, 3, 1)]
+    assert body["churn"]["subscribers_at_start"] == sum(r["subscribers_at_start"] for r in ended) > 0
+    later = reports.summary(warehouse, scope, today=date(2025, 6, 1))
+    assert next(c for c in later["currencies"] if c["currency"] == "BRL")["mrr_month"] == date(2025, 3, 1)

@@ -17,6 +17,7 @@ TYPES: dict[str, tuple[str, str]] = {
     "money": ("NUMERIC", "DECIMAL(38, 9)"),
     "timestamp": ("TIMESTAMP", "TIMESTAMP"),  # DuckDB: naive, always UTC
     "json": ("JSON", "JSON"),
+    "date": ("DATE", "DATE"),
 }
 
 
@@ -32,9 +33,13 @@ class Column:
 class Table:
     name: str
     columns: tuple[Column, ...]
-    partition_by: str  # a timestamp column; partitioned by its day
+    partition_by: str  # a timestamp (partitioned by its day) or a date column
     cluster_by: tuple[str, ...]
     description: str = ""
+    # DuckDB's dedupe key (``INSERT ... ON CONFLICT DO NOTHING``); None for append-only tables whose
+    # views pick the latest row. BigQuery tables have no keys: there every table is appended to and
+    # the views deduplicate.
+    primary_key: tuple[str, ...] | None = ("event_id",)
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -44,9 +49,10 @@ class Table:
         cols = ",\n  ".join(
             f"{c.name} {TYPES[c.type][0]}{' NOT NULL' if c.required else ''}" for c in self.columns
         )
+        partition = self.partition_by if self.column(self.partition_by).type == "date" else None
         return (
             f"CREATE TABLE IF NOT EXISTS `{qualified_dataset}.{self.name}` (\n  {cols}\n)\n"
-            f"PARTITION BY DATE({self.partition_by})\n"
+            f"PARTITION BY {partition or f'DATE({self.partition_by})'}\n"
             f"CLUSTER BY {', '.join(self.cluster_by)}\n"
             f'OPTIONS (description = "{self.description}")'
         )
@@ -56,7 +62,11 @@ class Table:
             f"{c.name} {TYPES[c.type][1]}{' NOT NULL' if c.required else ''}" for c in self.columns
         )
         # DuckDB has no partitions; the primary key gives INSERT ... ON CONFLICT DO NOTHING its dedupe.
-        return f"CREATE TABLE IF NOT EXISTS {schema}.{self.name} (\n  {cols},\n  PRIMARY KEY (event_id)\n)"
+        key = f",\n  PRIMARY KEY ({', '.join(self.primary_key)})" if self.primary_key else ""
+        return f"CREATE TABLE IF NOT EXISTS {schema}.{self.name} (\n  {cols}{key}\n)"
+
+    def column(self, name: str) -> Column:
+        return next(column for column in self.columns if column.name == name)
 
 
 def _c(name: str, type_: str, required: bool = False, description: str = "") -> Column:
@@ -91,13 +101,21 @@ PAYMENTS = Table(
         _c("plan_id", "string"),
         _c("offer_code", "string"),
         _c("currency", "string"),
-        _c("price", "money"),
-        _c("producer_net", "money", False, "value of the PRODUCER commission"),
+        _c("price", "money", False, "offer price: what gross revenue counts"),
+        _c("producer_net", "money", False, "value of the PRODUCER commission, in producer_currency"),
         _c("recurrence_number", "int"),
         _c("is_subscription", "bool"),
         _c("subscriber_code", "string"),
         _c("buyer_key", "string", False, "HMAC-SHA256 of the lower-cased buyer email"),
         _c("occurred_at", "timestamp", True),
+        _c(
+            "full_price",
+            "money",
+            False,
+            "what the buyer paid incl. fees and interest, in full_price_currency",
+        ),
+        _c("full_price_currency", "string"),
+        _c("producer_currency", "string", False, "currency of the PRODUCER commission"),
     ),
     partition_by="occurred_at",
     cluster_by=("product_id", "currency", "kind"),
@@ -161,6 +179,23 @@ CATALOGUE = Table(
     description="Product to course mapping changes",
 )
 
-TABLES: tuple[Table, ...] = (EVENTS, PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE)
+FX_RATES = Table(
+    "fx_rates",
+    (
+        _c("day", "date", True, "the UTC day the rate applies to"),
+        _c("currency", "string", True, "the currency converted from"),
+        _c("reporting_currency", "string", True, "the currency converted to"),
+        _c("rate", "money", True, "1 unit of currency = rate units of reporting_currency"),
+        _c("source", "string", False, "where the owner took the rate from (file name)"),
+        _c("loaded_at", "timestamp", True, "the latest load of a (day, currency, reporting) pair wins"),
+    ),
+    partition_by="day",
+    cluster_by=("currency", "reporting_currency"),
+    description="Daily conversion rates the owner loads (analytics rates load); never guessed",
+    primary_key=None,
+)
+
+EVENT_TABLES: tuple[Table, ...] = (EVENTS, PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE)
+TABLES: tuple[Table, ...] = (*EVENT_TABLES, FX_RATES)
 FACT_TABLES: tuple[Table, ...] = (PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE)
 TABLES_BY_NAME = {table.name: table for table in TABLES}

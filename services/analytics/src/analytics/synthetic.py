@@ -10,6 +10,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from coursebridge.events import Event
@@ -22,28 +23,49 @@ PRODUCTS = {  # product id -> (name, price by currency, subscription?)
 _NAMESPACE = uuid.UUID("7d0c8a0e-2f7e-4c4b-9a53-5b1f3c0a9e11")
 
 
-def _payment(
+_STATUS = {
+    "purchase_approved": "approved",
+    "purchase_complete": "complete",
+    "purchase_refunded": "refunded",
+    "purchase_chargeback": "chargeback",
+}
+# Producer commissions of USD sales are paid in BRL at this made-up rate (a producer in Brazil).
+USD_COMMISSION_IN_BRL = Decimal("5.40")
+
+
+def payment_event(
     kind: str,
     *,
-    seq: int,
+    event_id: str,
     at: datetime,
     transaction: str,
     product: str,
     currency: str,
-    price: str,
-    email: str,
-    name: str,
-    recurrence: int | None,
-    subscriber: str | None,
+    price: str | Decimal,
+    email: str = "buyer@example.com",
+    name: str = "Buyer Person",
+    recurrence: int | None = None,
+    subscriber: str | None = None,
+    status: str | None = None,
+    full_price: str | Decimal | None = None,
+    producer: tuple[str | Decimal, str] | None = None,
+    hotmart_id: str | None = None,
 ) -> Event:
-    from decimal import Decimal
+    """A contract-shaped ``coursebridge.payment.<kind>.v1`` event (``payment_event.v1``).
 
-    value = float(price)
-    producer = float((Decimal(price) * Decimal("0.85")).quantize(Decimal("0.01")))
+    ``producer`` is the PRODUCER commission as (value, currency); by default 85 % of the price in the
+    price's currency.
+    """
+    value = Decimal(str(price))
+    if producer is None:
+        producer = ((value * Decimal("0.85")).quantize(Decimal("0.01")), currency)
+    producer_value, producer_currency = Decimal(str(producer[0])), producer[1]
+    paid = Decimal(str(full_price)) if full_price is not None else value
     occurred = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    status = status or _STATUS.get(kind, "unknown")
     data: dict[str, Any] = {
         "hotmart": {
-            "event_id": f"syn-{seq}",
+            "event_id": hotmart_id or f"syn-{event_id}",
             "event": kind.upper(),
             "version": "2.0.0",
             "created_at": occurred,
@@ -51,19 +73,17 @@ def _payment(
         "kind": kind,
         "occurred_at": occurred,
         "transaction": transaction,
-        "product": {"id": product, "ucode": None, "name": PRODUCTS[product][0]},
+        "product": {"id": product, "ucode": None, "name": PRODUCTS.get(product, (f"Product {product}",))[0]},
         "buyer": {"email": email, "name": name, "first_name": name.split()[0], "last_name": name.split()[-1]},
         "purchase": {
-            "status": {"purchase_approved": "approved", "purchase_refunded": "refunded"}.get(
-                kind, "chargeback"
-            ),
-            "raw_status": kind.split("_", 1)[1].upper(),
+            "status": status,
+            "raw_status": status.upper(),
             "recurrence_number": recurrence,
             "approved_at": occurred,
             "order_at": occurred,
             "next_charge_at": None,
-            "price": {"value": value, "currency": currency},
-            "full_price": {"value": value, "currency": currency},
+            "price": {"value": float(value), "currency": currency},
+            "full_price": {"value": float(paid), "currency": currency},
             "offer_code": f"off{product}",
             "coupon_code": None,
             "payment_type": "CREDIT_CARD",
@@ -73,8 +93,8 @@ def _payment(
             "country_iso": "BR",
         },
         "commissions": [
-            {"source": "MARKETPLACE", "value": round(value - producer, 2), "currency": currency},
-            {"source": "PRODUCER", "value": producer, "currency": currency},
+            {"source": "MARKETPLACE", "value": float(round(value * Decimal("0.1"), 2)), "currency": currency},
+            {"source": "PRODUCER", "value": float(producer_value), "currency": producer_currency},
         ],
         "subscription": None
         if subscriber is None
@@ -97,9 +117,28 @@ def _payment(
         data=data,
         correlation_id=transaction,
         subject=transaction,
-        id=str(uuid.uuid5(_NAMESPACE, f"{seq}")),
+        id=event_id,
         time=at,
         dataschema="urn:coursebridge:schema:payment_event.v1",
+    )
+
+
+def _payment(kind: str, *, seq: int, currency: str, price: str, **fields: Any) -> Event:
+    """The generator's payments: ids from the sequence; USD sales pay the producer in BRL."""
+    producer = None
+    if currency == "USD":
+        producer = (
+            (Decimal(price) * Decimal("0.85") * USD_COMMISSION_IN_BRL).quantize(Decimal("0.01")),
+            "BRL",
+        )
+    return payment_event(
+        kind,
+        event_id=str(uuid.uuid5(_NAMESPACE, f"{seq}")),
+        hotmart_id=f"syn-{seq}",
+        currency=currency,
+        price=price,
+        producer=producer,
+        **fields,
     )
 
 
@@ -176,22 +215,27 @@ def generate_events(
                 subscriber=None,
             )
             roll = rng.random()
-            if roll < 0.08 and seq < n:
-                kind = "purchase_refunded" if roll < 0.06 else "purchase_chargeback"
+            common = {
+                "transaction": transaction,
+                "product": product,
+                "currency": currency,
+                "price": price,
+                "email": email,
+                "name": name,
+            }
+            if roll < 0.1 and seq < n:
+                # 6 % refunded, 1 % partially refunded, 1 % refunded then charged back, 2 % charged back.
+                kind = "purchase_chargeback" if roll >= 0.08 else "purchase_refunded"
+                status = "partially_refunded" if 0.06 <= roll < 0.07 else None
                 seq += 1
-                yield _payment(
-                    kind,
-                    seq=seq,
-                    at=first + timedelta(days=rng.randint(0, 6), hours=3),
-                    transaction=transaction,
-                    product=product,
-                    currency=currency,
-                    price=price,
-                    email=email,
-                    name=name,
-                    recurrence=None,
-                    subscriber=None,
-                )
+                at = first + timedelta(days=rng.randint(0, 6), hours=3)
+                yield _payment(kind, seq=seq, at=at, status=status, **common)
+                if 0.07 <= roll < 0.08 and seq < n:
+                    seq += 1
+                    yield _payment("purchase_chargeback", seq=seq, at=at + timedelta(days=9), **common)
+            elif seq < n and first + timedelta(days=30) < start + timedelta(days=days):
+                seq += 1  # the warranty ended: PURCHASE_COMPLETE
+                yield _payment("purchase_complete", seq=seq, at=first + timedelta(days=30), **common)
             if seq < n and rng.random() < 0.1:
                 seq += 1
                 yield _enrollment(seq, first, transaction, product, email)

@@ -19,23 +19,29 @@ _TABLE_REF = re.compile(r"\{dataset\}\.([A-Za-z_][A-Za-z0-9_]*)")
 # Dependency order: a view only reads tables and the views before it.
 VIEW_ORDER: tuple[str, ...] = (
     "payment_states",
+    "purchase_charges",
     "revenue_daily",
     "revenue_daily_totals",
     "subscription_months",
     "mrr_monthly",
     "churn_monthly",
     "refund_rates_monthly",
+    "fx_rates_latest",
+    "revenue_daily_converted",
 )
 
 # A stable order of rows for comparing and serving each view.
 VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "payment_states": ("event_id",),
+    "purchase_charges": ("transaction", "recurrence_number"),
     "revenue_daily": ("day", "product_id", "currency"),
     "revenue_daily_totals": ("day", "currency"),
     "subscription_months": ("subscription_key", "month"),
-    "mrr_monthly": ("month", "currency"),
-    "churn_monthly": ("month",),
+    "mrr_monthly": ("month", "product_id", "currency"),
+    "churn_monthly": ("month", "product_id"),
     "refund_rates_monthly": ("month", "product_id", "currency"),
+    "fx_rates_latest": ("day", "currency", "reporting_currency"),
+    "revenue_daily_converted": ("day", "product_id", "currency", "reporting_currency"),
 }
 
 

@@ -1,16 +1,25 @@
 # ruff: noqa: S608 - identifiers come from analytics.schema/views or are checked; values are parameters
 """BigQuery warehouse (google-cloud-bigquery): dataset ``BIGQUERY_DATASET`` (default ``coursebridge``).
 
-Tables are partitioned by day and clustered (``analytics.schema``). Writes are idempotent by design, not
-by insertId (best effort for about a minute only): each batch is a ``MERGE ... WHEN NOT MATCHED THEN
-INSERT`` keyed on ``event_id`` per table, with the batch passed as a JSON query parameter and the target
-restricted to the batch's days so only those partitions are scanned. A failed batch raises, the messages
-are not acked, the redelivered batch merges again and adds only what is missing. The revenue views are
-the SQL files of ``sql/views`` as they are.
+Writes are appends, never DML: each batch becomes one **load job** per table (newline-delimited JSON,
+``WRITE_APPEND``). Load jobs bill no bytes and take no DML slot, where a ``MERGE`` per table per batch
+billed at least 10 MB each and at most two mutating DML jobs run per table at once. Duplicates
+(redeliveries, a batch loaded again after an unknown outcome) are allowed in the raw tables and removed
+by the views (``payment_states`` folds payments; ``*_unique`` reads of the other tables). A load job's
+id is derived from the table and the batch's event ids: re-submitting the same batch after a timeout
+finds the first job (409) and waits for it instead of loading twice. Load jobs are limited to 1,500 per
+table per day, so the worker batches for longer on BigQuery (``ANALYTICS_BATCH_WAIT_SECONDS``).
+
+``migrate`` creates only what is missing and changes only what differs: tables are looked up first and
+created with ``exists_ok``; new columns are added with ``ADD COLUMN IF NOT EXISTS``; each view carries
+the SHA-256 of its SQL in its description and is created or updated only when that differs. Replicas
+starting at once therefore agree (every step is idempotent) and a normal start runs no query job.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -23,8 +32,10 @@ from google.cloud import bigquery
 
 from analytics.domain.projection import Projection
 from analytics.ports import Row, Warehouse, WarehouseUnavailable
-from analytics.schema import FACT_TABLES, TABLES, TABLES_BY_NAME, TYPES, Table
-from analytics.views import VIEW_KEYS, load_views
+from analytics.schema import EVENT_TABLES, FACT_TABLES, TABLES, TABLES_BY_NAME, TYPES, Table
+from analytics.views import VIEW_KEYS, View, load_views
+
+VIEW_HASH_PREFIX = "coursebridge-sql-sha256:"
 
 
 def _client(project: str, location: str | None) -> bigquery.Client:
@@ -86,17 +97,41 @@ class BigQueryWarehouse(Warehouse):
         try:
             self.client.get_dataset(self.qualified)
         except NotFound:
-            self.client.create_dataset(dataset, exists_ok=True)
+            self.client.create_dataset(dataset, exists_ok=True, retry=self._retry)
         for table in TABLES:
             try:  # look first: IF NOT EXISTS is not honoured by every emulator
                 self.client.get_table(f"{self.qualified}.{table.name}")
             except NotFound:
-                self._run(table.bigquery_ddl(self.qualified))
+                try:
+                    self._run(table.bigquery_ddl(self.qualified))
+                except WarehouseUnavailable:
+                    self.client.get_table(f"{self.qualified}.{table.name}")  # another replica made it
             self._add_missing_columns(table)
         for view in load_views():
-            self._run(
-                f"CREATE OR REPLACE VIEW `{self.qualified}.{view.name}` AS\n{view.bigquery(self.qualified)}"
-            )
+            self._ensure_view(view)
+
+    def _ensure_view(self, view: View) -> str:
+        """Create or update one view only when its SQL changed; returns what it did."""
+        sql = view.bigquery(self.qualified)
+        wanted = VIEW_HASH_PREFIX + hashlib.sha256(sql.encode("utf-8")).hexdigest()
+        name = f"{self.qualified}.{view.name}"
+        try:
+            existing = self.client.get_table(name)
+        except NotFound:
+            table = bigquery.Table(name)
+            table.view_query = sql
+            table.description = wanted
+            try:
+                self.client.create_table(table, retry=self._retry)
+                return "created"
+            except GoogleAPIError:  # another replica created it a moment ago (409; the emulator: 500)
+                existing = self.client.get_table(name)
+        if existing.description == wanted:
+            return "unchanged"
+        existing.view_query = sql
+        existing.description = wanted
+        self.client.update_table(existing, ["view_query", "description"], retry=self._retry)
+        return "updated"
 
     def _add_missing_columns(self, table: Table) -> None:
         try:
@@ -115,49 +150,68 @@ class BigQueryWarehouse(Warehouse):
     # --- writes ------------------------------------------------------------------------------------
 
     def write(self, projection: Projection) -> int:
+        """Append the batch: one load job per table with rows; returns how many events it carried.
+
+        Whether an event was new is not known without reading the table; the views deduplicate.
+        """
         projection = projection.deduplicated()
         if projection.is_empty():
             return 0
-        new = 0
         # Facts first, the raw log last: an event in ``events`` always has its facts (rebuild aside).
         for name in ("payments", "enrollments", "subscriptions", "catalogue", "events"):
             rows = projection.rows[name]
             if rows:
-                inserted = self._merge(TABLES_BY_NAME[name], rows)
-                if name == "events":
-                    new = inserted
-        return new
+                self._append(TABLES_BY_NAME[name], rows)
+        return projection.count()
 
-    def _merge(self, table: Table, rows: list[Row]) -> int:
-        days = [_day(row[table.partition_by]) for row in rows]
-        selects = ", ".join(_json_extract(column.name, column.type) for column in table.columns)
-        names = ", ".join(column.name for column in table.columns)
-        values = ", ".join("s." + column.name for column in table.columns)
-        sql = (
-            f"MERGE `{self.qualified}.{table.name}` AS t\n"
-            f"USING (SELECT {selects} FROM UNNEST(JSON_QUERY_ARRAY(@rows)) AS r) AS s\n"
-            f"ON t.event_id = s.event_id AND DATE(t.{table.partition_by}) BETWEEN @first_day AND @last_day\n"
-            f"WHEN NOT MATCHED THEN INSERT ({names}) VALUES ({values})"
+    def load_rates(self, rows: list[Row]) -> int:
+        if rows:
+            self._append(TABLES_BY_NAME["fx_rates"], rows)
+        return len(rows)
+
+    def _append(self, table: Table, rows: list[Row]) -> None:
+        body = "\n".join(
+            json.dumps(_ndjson_row(row), separators=(",", ":"), default=str) for row in rows
+        ).encode("utf-8")
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            schema=[
+                bigquery.SchemaField(c.name, TYPES[c.type][0], mode="REQUIRED" if c.required else "NULLABLE")
+                for c in table.columns
+            ],
         )
-        params = [
-            bigquery.ScalarQueryParameter("rows", "STRING", json.dumps([_jsonable(r) for r in rows])),
-            bigquery.ScalarQueryParameter("first_day", "DATE", min(days)),
-            bigquery.ScalarQueryParameter("last_day", "DATE", max(days)),
-        ]
-        config = bigquery.QueryJobConfig(query_parameters=params)
+        job_id = _load_job_id(table.name, rows)
         try:
-            job = self.client.query(sql, job_config=config, retry=self._retry)
-            job.result(timeout=self.job_timeout, retry=self._retry)
+            job = self.client.load_table_from_file(
+                io.BytesIO(body),
+                f"{self.qualified}.{table.name}",
+                num_retries=1,  # a failed batch is redelivered whole; no long retry inside
+                job_id=job_id,
+                job_config=config,
+                location=self.location,
+                timeout=self.job_timeout,
+            )
         except GoogleAPIError as error:
-            raise WarehouseUnavailable(f"BigQuery MERGE into {table.name}: {error}") from error
-        affected = job.num_dml_affected_rows
-        return int(affected) if affected is not None else len(rows)
+            # In doubt: this very batch may have been submitted before (BigQuery answers 409, the
+            # emulator 500). If that job exists, wait for it instead of loading the rows twice.
+            try:
+                job = self.client.get_job(job_id, location=self.location)
+            except GoogleAPIError:
+                raise WarehouseUnavailable(f"BigQuery load into {table.name}: {error}") from error
+        try:
+            job.result(timeout=self.job_timeout)
+        except GoogleAPIError as error:
+            raise WarehouseUnavailable(f"BigQuery load into {table.name}: {error}") from error
 
     def truncate_facts(self) -> None:
         for table in FACT_TABLES:
             self._run(f"TRUNCATE TABLE `{self.qualified}.{table.name}`")
 
     # --- reads -------------------------------------------------------------------------------------
+
+    def relation(self, name: str) -> str:
+        return f"`{self.qualified}.{name}`"
 
     def query_view(self, view: str, where: str = "", params: dict[str, Any] | None = None) -> list[Row]:
         if not view.isidentifier():
@@ -170,9 +224,10 @@ class BigQueryWarehouse(Warehouse):
         return [dict(row.items()) for row in self._run(sql, qp)]
 
     def iter_raw_events(self, batch_size: int = 10_000) -> Iterator[list[Row]]:
-        sql = (
-            f"SELECT event_id, type, time, TO_JSON_STRING(payload) AS payload "
-            f"FROM `{self.qualified}.events` ORDER BY time, event_id"
+        sql = (  # the raw log may hold an event twice (appends): the first row of each id
+            f"SELECT event_id, type, time, TO_JSON_STRING(payload) AS payload FROM ("
+            f"SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY recorded_at) AS rn "
+            f"FROM `{self.qualified}.events`) WHERE rn = 1 ORDER BY time, event_id"
         )
         batch: list[Row] = []
         for row in self._run(sql):
@@ -191,7 +246,8 @@ class BigQueryWarehouse(Warehouse):
     def count(self, table: str) -> int:
         if table not in TABLES_BY_NAME:
             raise ValueError(f"unknown table {table!r}")
-        return int(next(iter(self._run(f"SELECT COUNT(*) AS n FROM `{self.qualified}.{table}`")))["n"])
+        what = "COUNT(DISTINCT event_id)" if TABLES_BY_NAME[table] in EVENT_TABLES else "COUNT(*)"
+        return int(next(iter(self._run(f"SELECT {what} AS n FROM `{self.qualified}.{table}`")))["n"])
 
     def check(self) -> None:
         try:
@@ -203,34 +259,22 @@ class BigQueryWarehouse(Warehouse):
         self.client.close()
 
 
-def _json_extract(name: str, type_: str) -> str:
-    text = f"JSON_VALUE(r, '$.{name}')"
-    if type_ == "json":
-        return f"PARSE_JSON(JSON_VALUE(r, '$.{name}')) AS {name}"
-    if type_ == "string":
-        return f"{text} AS {name}"
-    return f"CAST({text} AS {TYPES[type_][0]}) AS {name}"
+def _load_job_id(table: str, rows: list[Row]) -> str:
+    """The same batch gives the same job id, so a resubmission is recognised (409) and not loaded twice."""
+    digest = hashlib.sha256("\n".join(sorted(str(r.get("event_id", r)) for r in rows)).encode("utf-8"))
+    return f"coursebridge_{table}_{digest.hexdigest()[:40]}"
 
 
-def _jsonable(row: Row) -> Row:
+def _ndjson_row(row: Row) -> Row:
+    """A row as a load job reads it: the payload as a JSON object, exact decimals as strings."""
     out = {}
     for key, value in row.items():
-        if key == "payload" and value is not None:
-            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-        elif isinstance(value, Decimal):
+        if isinstance(value, Decimal):
             value = str(value)
         elif isinstance(value, datetime | date):
             value = value.isoformat()
-        elif isinstance(value, bool):
-            value = "true" if value else "false"
         out[key] = value
     return out
-
-
-def _day(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
 
 
 def _parameter(name: str, value: Any) -> bigquery.ScalarQueryParameter:

@@ -116,6 +116,17 @@ class DuckDBWarehouse(Warehouse):
                 raise
         return new
 
+    def load_rates(self, rows: list[Row]) -> int:
+        if not rows:
+            return 0
+        table = TABLES_BY_NAME["fx_rates"]
+        with self.connect() as con:
+            con.execute(
+                f"INSERT INTO {SCHEMA}.fx_rates BY NAME SELECT UNNEST($rows, recursive := true)",
+                {"rows": [_prepare(row, table.column_names) for row in rows]},
+            )
+        return len(rows)
+
     def truncate_facts(self) -> None:
         with self.connect() as con:
             con.execute("BEGIN TRANSACTION")
@@ -124,6 +135,9 @@ class DuckDBWarehouse(Warehouse):
             con.execute("COMMIT")
 
     # --- reads -------------------------------------------------------------------------------------
+
+    def relation(self, name: str) -> str:
+        return f"{SCHEMA}.{name}"
 
     def query_view(self, view: str, where: str = "", params: dict[str, Any] | None = None) -> list[Row]:
         if not view.isidentifier():

@@ -144,6 +144,7 @@ def payment_row(event_id: str, event_type: str, data: dict[str, Any], key: bytes
         return None  # subscription-only and club events carry no money
     purchase = data.get("purchase") or {}
     price = purchase.get("price") or {}
+    full_price = purchase.get("full_price") or {}
     producer = next(
         (c for c in data.get("commissions") or [] if isinstance(c, dict) and c.get("source") == "PRODUCER"),
         None,
@@ -161,6 +162,10 @@ def payment_row(event_id: str, event_type: str, data: dict[str, Any], key: bytes
         "currency": price.get("currency"),
         "price": _money(price.get("value")),
         "producer_net": _money(producer.get("value")) if producer else None,
+        # The commission's own currency: a producer may be paid in another currency than the buyer's.
+        "producer_currency": (producer.get("currency") or price.get("currency")) if producer else None,
+        "full_price": _money(full_price.get("value")),
+        "full_price_currency": full_price.get("currency"),
         "recurrence_number": purchase.get("recurrence_number"),
         "is_subscription": purchase.get("is_subscription"),
         "subscriber_code": subscription.get("subscriber_code"),

@@ -1,16 +1,23 @@
-"""HTTP entry point: revenue JSON and the dashboard.
+"""HTTP entry point: revenue JSON per currency and the dashboard.
 
-- ``GET /revenue/daily?from=YYYY-MM-DD&to=YYYY-MM-DD[&currency=BRL]`` (bearer ``ADMIN_TOKEN``): rows of
-  ``revenue_daily_totals``; 400 on bad dates, ``from`` after ``to`` or a range over 366 days.
-- ``GET /views/<name>`` (bearer): the rows of one monthly view, for the dashboard's charts.
-- ``GET /dashboard`` and ``/dashboard/static/<file>``: the page and its scripts, served from the package
-  (no CDN, works offline). The page holds no data; it asks for the token once, keeps it in the tab's
-  ``sessionStorage`` and sends it as a bearer header, so the token never appears in a URL or a log.
+Every JSON endpoint needs ``Authorization: Bearer $ADMIN_TOKEN`` and takes ``from``/``to``
+(YYYY-MM-DD, at most 366 days) and an optional ``product``:
+
+- ``GET /revenue/daily[?currency=BRL]``: one row per day and currency (currencies are never added).
+- ``GET /revenue/summary[?report=EUR]``: KPI per currency (gross, completed, refunds, chargebacks, net,
+  producer net, MRR and active subscribers of the last month, new subscribers) and churn; with
+  ``report``, totals converted with the owner's loaded rates and the days that had none.
+- ``GET /revenue/options``: products and currencies seen, reporting currencies loaded.
+- ``GET /views/<mrr_monthly|churn_monthly|refund_rates_monthly>``: the months the range touches.
+- ``GET /dashboard`` and ``/dashboard/static/<path>``: the page, its scripts and the vendored ECharts,
+  served from the package (no CDN). The page holds no data; it asks for the token once, keeps it in
+  the tab's ``sessionStorage`` and sends it as a bearer header, so it never appears in a URL or a log.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from importlib import resources
@@ -19,12 +26,30 @@ from typing import Any
 from flask import Blueprint, Flask, Response, abort, jsonify, request
 
 from analytics.ports import Warehouse, WarehouseUnavailable
+from analytics.service_layer import reports
+from analytics.service_layer.reports import Scope
 from coursebridge.runtime.auth import require_bearer
 
 MAX_RANGE_DAYS = 366
 DASHBOARD_VIEWS = ("mrr_monthly", "churn_monthly", "refund_rates_monthly")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-_STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css", "charts.js": "text/javascript"}
+_PRODUCT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_STATIC = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "vendor/echarts/echarts.min.js": "text/javascript",
+    "vendor/echarts/LICENSE": "text/plain",
+    "vendor/echarts/NOTICE": "text/plain",
+}
+CSP = (
+    "default-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    # ECharts positions its tooltip with inline styles; scripts stay 'self' only.
+    "style-src 'self' 'unsafe-inline'"
+)
+
+
+class BadRequest(Exception):
+    pass
 
 
 def _json_value(value: Any) -> Any:
@@ -32,21 +57,49 @@ def _json_value(value: Any) -> Any:
         return float(value)
     if isinstance(value, date):
         return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
     return value
 
 
-def _bad_request(message: str) -> tuple[Response, int]:
-    return jsonify(error="bad_request", message=message), 400
-
-
-def _parse_day(name: str) -> date | None:
+def _parse_day(name: str) -> date:
     text = request.args.get(name, "")
-    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        return None
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise BadRequest("from and to must be dates as YYYY-MM-DD")
+
+
+def _scope() -> Scope:
+    start, end = _parse_day("from"), _parse_day("to")
+    if start > end:
+        raise BadRequest("from must not be after to")
+    if (end - start).days >= MAX_RANGE_DAYS:
+        raise BadRequest(f"the range is limited to {MAX_RANGE_DAYS} days")
+    product = request.args.get("product") or None
+    if product is not None and not _PRODUCT.match(product):
+        raise BadRequest("product must be a Hotmart product id")
+    return Scope(start, end, product)
+
+
+def _currency(name: str) -> str | None:
+    currency = request.args.get(name) or None
+    if currency is not None and not _CURRENCY.match(currency):
+        raise BadRequest(f"{name} must be an ISO 4217 code such as BRL")
+    return currency
+
+
+def _answer(work: Callable[[], Any]) -> tuple[Response, int]:
     try:
-        return date.fromisoformat(text)
-    except ValueError:
-        return None
+        return jsonify(_json_value(work())), 200
+    except BadRequest as error:
+        return jsonify(error="bad_request", message=str(error)), 400
+    except WarehouseUnavailable as error:
+        return jsonify(error="unavailable", message=str(error)[:200]), 503
 
 
 def analytics_blueprint(warehouse: Warehouse, admin_token: str | None) -> Blueprint:
@@ -55,60 +108,45 @@ def analytics_blueprint(warehouse: Warehouse, admin_token: str | None) -> Bluepr
     @blueprint.get("/revenue/daily")
     @require_bearer(admin_token)
     def revenue_daily() -> tuple[Response, int]:
-        start, end = _parse_day("from"), _parse_day("to")
-        if start is None or end is None:
-            return _bad_request("from and to must be dates as YYYY-MM-DD")
-        if start > end:
-            return _bad_request("from must not be after to")
-        if (end - start).days >= MAX_RANGE_DAYS:
-            return _bad_request(f"the range is limited to {MAX_RANGE_DAYS} days")
-        currency = request.args.get("currency") or None
-        if currency is not None and not _CURRENCY.match(currency):
-            return _bad_request("currency must be an ISO 4217 code such as BRL")
-        try:
-            rows = warehouse.revenue_daily(start, end, currency)
-        except WarehouseUnavailable as error:
-            return jsonify(error="unavailable", message=str(error)[:200]), 503
-        body = [
-            {
-                "date": _json_value(row["day"]),
-                "currency": row["currency"],
-                "gross": _json_value(row["gross"]),
-                "refunds": _json_value(row["refunds"]),
-                "chargebacks": _json_value(row["chargebacks"]),
-                "net": _json_value(row["net"]),
-                "purchases": int(row["purchases"]),
-            }
-            for row in rows
-        ]
-        return jsonify(body), 200
+        def work() -> list[dict[str, Any]]:
+            scope, currency = _scope(), _currency("currency")
+            rows = reports.daily(warehouse, scope, currency)
+            return [{"date": row.pop("day"), **row} for row in rows]
+
+        return _answer(work)
+
+    @blueprint.get("/revenue/summary")
+    @require_bearer(admin_token)
+    def revenue_summary() -> tuple[Response, int]:
+        return _answer(lambda: reports.summary(warehouse, _scope(), _currency("report")))
+
+    @blueprint.get("/revenue/options")
+    @require_bearer(admin_token)
+    def revenue_options() -> tuple[Response, int]:
+        return _answer(lambda: reports.options(warehouse))
 
     @blueprint.get("/views/<name>")
     @require_bearer(admin_token)
     def view_rows(name: str) -> tuple[Response, int]:
         if name not in DASHBOARD_VIEWS:
             return jsonify(error="not_found", message=f"views: {', '.join(DASHBOARD_VIEWS)}"), 404
-        try:
-            rows = warehouse.query_view(name)
-        except WarehouseUnavailable as error:
-            return jsonify(error="unavailable", message=str(error)[:200]), 503
-        return jsonify([{k: _json_value(v) for k, v in row.items()} for row in rows]), 200
+        return _answer(lambda: reports.monthly(warehouse, name, _scope()))
 
     @blueprint.get("/dashboard")
     def dashboard() -> Response:
         html = resources.files("analytics").joinpath("static", "dashboard.html").read_text("utf-8")
         response = Response(html, content_type="text/html; charset=utf-8")
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
-        )
+        response.headers["Content-Security-Policy"] = CSP
         return response
 
-    @blueprint.get("/dashboard/static/<filename>")
+    @blueprint.get("/dashboard/static/<path:filename>")
     def dashboard_static(filename: str) -> Response:
         if filename not in _STATIC:
             abort(404)
-        text = resources.files("analytics").joinpath("static", filename).read_text("utf-8")
-        return Response(text, content_type=_STATIC[filename] + "; charset=utf-8")
+        data = resources.files("analytics").joinpath("static", *filename.split("/")).read_bytes()
+        response = Response(data, content_type=_STATIC[filename] + "; charset=utf-8")
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
 
     return blueprint
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -83,9 +84,9 @@ class BatchingProjector:
                 return
             batch = [first]
             try:
-                deadline_wait = self.max_wait
+                deadline = time.monotonic() + self.max_wait  # from the first event, not the last
                 while len(batch) < self.max_batch:
-                    item = self._queue.get(timeout=deadline_wait)
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
                     if item is None:
                         stopping = True
                         break

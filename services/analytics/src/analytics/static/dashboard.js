@@ -1,10 +1,18 @@
+/* CourseBridge revenue dashboard: KPI tiles per currency and ECharts charts for one currency.
+ * Amounts of different currencies are never added; every figure carries its currency code. */
 (function () {
   "use strict";
   var KEY = "coursebridge.analytics.token";
-  var status = document.getElementById("status");
+  var DAY = 864e5;
+  var $ = function (id) { return document.getElementById(id); };
+  var status = $("status");
+  var charts = {};
+  var state = {};
+  window.coursebridgeDashboard = state;  // what was drawn, for people and tests to inspect
+
   function token() { return sessionStorage.getItem(KEY); }
   function showLogin(message) {
-    document.getElementById("login").hidden = false;
+    $("login").hidden = false;
     status.textContent = message || "Enter the admin token to see the dashboard.";
   }
   function getJSON(url) {
@@ -14,62 +22,214 @@
       return r.json();
     });
   }
-  function sumBy(rows, keyField, valueFields) {
-    var out = {}, order = [];
-    rows.forEach(function (row) {
-      var k = row[keyField];
-      if (!(k in out)) { out[k] = {}; order.push(k); valueFields.forEach(function (f) { out[k][f] = 0; }); }
-      valueFields.forEach(function (f) { out[k][f] += Number(row[f] || 0); });
-    });
-    order.sort();
-    return {keys: order, values: out};
+  function iso(d) { return d.toISOString().slice(0, 10); }
+  function money(value, currency) {
+    var n = Number(value || 0).toLocaleString("en", {minimumFractionDigits: 2, maximumFractionDigits: 2});
+    return n + " " + currency;
   }
-  function col(agg, field) { return agg.keys.map(function (k) { return Math.round(agg.values[k][field] * 100) / 100; }); }
+  function pct(value) { return value === null || value === undefined ? "–" : (100 * value).toFixed(1) + " %"; }
+
+  /* Every day of the range, so days without sales are drawn at zero on a real time axis. */
+  function days(from, to) {
+    var out = [], t = Date.parse(from + "T00:00:00Z"), end = Date.parse(to + "T00:00:00Z");
+    for (; t <= end; t += DAY) out.push(iso(new Date(t)));
+    return out;
+  }
+  function months(from, to) {
+    var out = [], y = +from.slice(0, 4), m = +from.slice(5, 7);
+    var last = to.slice(0, 7);
+    for (;;) {
+      var key = y + "-" + String(m).padStart(2, "0");
+      out.push(key + "-01");
+      if (key >= last) return out;
+      m += 1; if (m > 12) { m = 1; y += 1; }
+    }
+  }
+  function series(labels, rows, keyField, field) {
+    var byKey = {};
+    rows.forEach(function (r) { byKey[r[keyField]] = Number(r[field] || 0); });
+    return labels.map(function (k) { return [k, byKey[k] || 0]; });
+  }
+
+  function chart(id) {
+    if (!charts[id]) charts[id] = echarts.init($(id), null, {renderer: "svg"});
+    return charts[id];
+  }
+  function timeChart(id, unit, list) {
+    chart(id).setOption({
+      animation: false,
+      tooltip: {trigger: "axis"},
+      legend: {top: 0},
+      grid: {left: 70, right: 20, top: 30, bottom: 30},
+      xAxis: {type: "time"},
+      yAxis: {type: "value", name: unit, axisLabel: {formatter: function (v) { return v.toLocaleString("en"); }}},
+      series: list
+    }, true);
+  }
+  function monthChart(id, labels, list, yAxis) {
+    chart(id).setOption({
+      animation: false,
+      tooltip: {trigger: "axis"},
+      legend: {top: 0},
+      grid: {left: 70, right: 50, top: 30, bottom: 30},
+      xAxis: {type: "category", data: labels.map(function (m) { return m.slice(0, 7); })},
+      yAxis: yAxis,
+      series: list
+    }, true);
+  }
+
+  function tile(name, label, value, currency, sub) {
+    var el = document.createElement("div");
+    el.className = "tile";
+    el.setAttribute("data-kpi", name);
+    if (currency) el.setAttribute("data-currency", currency);
+    var l = document.createElement("div"); l.className = "label"; l.textContent = label;
+    var v = document.createElement("div"); v.className = "value"; v.textContent = value;
+    el.appendChild(l); el.appendChild(v);
+    if (sub) { var s = document.createElement("div"); s.className = "sub"; s.textContent = sub; el.appendChild(s); }
+    return el;
+  }
+  function renderKpis(summary) {
+    var box = $("kpis");
+    box.textContent = "";
+    summary.currencies.forEach(function (c) {
+      var row = document.createElement("div");
+      row.className = "kpi-row";
+      row.setAttribute("data-currency", c.currency);
+      var h = document.createElement("h3"); h.textContent = c.currency; row.appendChild(h);
+      var mrrMonth = "in " + c.mrr_month.slice(0, 7);
+      row.appendChild(tile("gross", "Gross (approved)", money(c.gross, c.currency), c.currency, c.purchases + " charges"));
+      row.appendChild(tile("net", "Net", money(c.net, c.currency), c.currency, "gross − refunds − chargebacks"));
+      row.appendChild(tile("refunds", "Refunds", money(c.refunds, c.currency), c.currency,
+        c.refund_count + " refunds" + (c.partial_refund_count ? ", " + c.partial_refund_count + " partial (amount not sent by Hotmart)" : "")));
+      row.appendChild(tile("chargebacks", "Chargebacks", money(c.chargebacks, c.currency), c.currency, c.chargeback_count + " chargebacks"));
+      row.appendChild(tile("completed", "Completed (warranty over)", money(c.completed, c.currency), c.currency, c.completed_count + " charges"));
+      row.appendChild(tile("producer_net", "Producer net", money(c.producer_net, c.currency), c.currency, "your commission, in its currency"));
+      row.appendChild(tile("mrr", "MRR", money(c.mrr, c.currency), c.currency, mrrMonth));
+      row.appendChild(tile("active_subscribers", "Active subscribers", String(c.active_subscribers), c.currency,
+        c.new_subscribers + " new in the range"));
+      box.appendChild(row);
+    });
+    var churn = document.createElement("div");
+    churn.className = "kpi-row";
+    churn.appendChild(tile("churn", "Churn (ended months in range)", pct(summary.churn.churn_rate), null,
+      summary.churn.churned + " of " + summary.churn.subscribers_at_start + " subscribers left"));
+    box.appendChild(churn);
+    var conv = $("converted");
+    if (summary.converted) {
+      var k = summary.converted, cur = k.reporting_currency;
+      conv.hidden = false;
+      conv.textContent = "Converted into " + cur + " with the daily rates you loaded (analytics rates load): gross " +
+        money(k.gross, cur) + ", net " + money(k.net, cur) + ", producer net " + money(k.producer_net, cur) + "." +
+        (k.missing_rates.length ? " " + k.missing_rates.length + " day/currency pairs had no rate and are left out." : "");
+    } else {
+      conv.hidden = true;
+    }
+  }
+
+  function fillSelect(select, values, keep, first) {
+    var current = keep !== undefined ? keep : select.value;
+    select.textContent = "";
+    if (first) { var o = document.createElement("option"); o.value = ""; o.textContent = first; select.appendChild(o); }
+    values.forEach(function (v) { var o = document.createElement("option"); o.value = v; o.textContent = v; select.appendChild(o); });
+    if (current && values.indexOf(current) >= 0) select.value = current;
+  }
+
   function load() {
     if (!token()) { showLogin(); return; }
-    document.getElementById("login").hidden = true;
-    var from = document.getElementById("from").value, to = document.getElementById("to").value;
-    var currency = document.getElementById("currency").value;
-    var q = "/revenue/daily?from=" + from + "&to=" + to + (currency ? "&currency=" + currency : "");
+    $("login").hidden = true;
+    var from = $("from").value, to = $("to").value, product = $("product").value, report = $("report").value;
+    var q = "from=" + from + "&to=" + to + (product ? "&product=" + encodeURIComponent(product) : "");
     status.textContent = "Loading…";
-    Promise.all([getJSON(q), getJSON("/views/mrr_monthly"), getJSON("/views/churn_monthly"),
-                 getJSON("/views/refund_rates_monthly")]).then(function (res) {
-      var daily = sumBy(res[0], "date", ["gross", "refunds", "chargebacks", "net", "purchases"]);
-      MiniCharts.render(document.getElementById("chart-net"),
-        {labels: daily.keys, series: [{name: "net", values: col(daily, "net"), type: "line"}]});
-      MiniCharts.render(document.getElementById("chart-gross"), {labels: daily.keys, series: [
-        {name: "gross", values: col(daily, "gross"), type: "bar"},
-        {name: "refunds", values: col(daily, "refunds"), type: "bar"},
-        {name: "chargebacks", values: col(daily, "chargebacks"), type: "bar"}]});
-      var mrrRows = currency ? res[1].filter(function (r) { return r.currency === currency; }) : res[1];
-      var mrr = sumBy(mrrRows, "month", ["mrr", "active_subscribers"]);
-      MiniCharts.render(document.getElementById("chart-mrr"),
-        {labels: mrr.keys, series: [{name: "MRR" + (currency ? " " + currency : " (all currencies)"), values: col(mrr, "mrr"), type: "bar"}]});
-      var churn = sumBy(res[2], "month", ["subscribers_at_start", "churned"]);
-      MiniCharts.render(document.getElementById("chart-churn"), {labels: churn.keys, series: [
-        {name: "subscribers at start", values: col(churn, "subscribers_at_start"), type: "bar"},
-        {name: "churned", values: col(churn, "churned"), type: "bar"}]});
-      var rates = sumBy(res[3], "month", ["purchases", "refund_count", "chargeback_count"]);
-      MiniCharts.render(document.getElementById("chart-rates"), {labels: rates.keys, series: [
-        {name: "refund rate %", values: rates.keys.map(function (k) { var v = rates.values[k]; return v.purchases ? Math.round(1e4 * v.refund_count / v.purchases) / 100 : 0; }), type: "line"},
-        {name: "chargeback rate %", values: rates.keys.map(function (k) { var v = rates.values[k]; return v.purchases ? Math.round(1e4 * v.chargeback_count / v.purchases) / 100 : 0; }), type: "line"}]});
-      status.textContent = res[0].length + " daily rows, " + from + " to " + to + ".";
+    document.body.removeAttribute("data-rendered");
+    getJSON("/revenue/options").then(function (options) {
+      fillSelect($("product"), options.products, product, "all products");
+      fillSelect($("report"), options.reporting_currencies, report, "no conversion");
+      return Promise.all([
+        getJSON("/revenue/daily?" + q), getJSON("/revenue/summary?" + q + (report ? "&report=" + report : "")),
+        getJSON("/views/mrr_monthly?" + q), getJSON("/views/churn_monthly?" + q),
+        getJSON("/views/refund_rates_monthly?" + q), Promise.resolve(options)]);
+    }).then(function (res) {
+      var daily = res[0], summary = res[1], mrr = res[2], churn = res[3], rates = res[4], options = res[5];
+      // Charts show one currency: the chosen one, else the one with the most charges in the range.
+      var present = summary.currencies.map(function (c) { return c.currency; });
+      var choices = options.currencies.length ? options.currencies : present;
+      var busiest = summary.currencies.slice().sort(function (a, b) { return b.purchases - a.purchases; })[0];
+      var currency = $("currency").value || (busiest ? busiest.currency : choices[0]);
+      fillSelect($("currency"), choices, currency);
+      currency = $("currency").value || currency;
+      renderKpis(summary);
+
+      var labels = days(from, to);
+      var mine = daily.filter(function (r) { return r.currency === currency; });
+      var net = series(labels, mine, "date", "net");
+      var gross = series(labels, mine, "date", "gross");
+      var refunds = series(labels, mine, "date", "refunds");
+      var chargebacks = series(labels, mine, "date", "chargebacks");
+      Array.prototype.forEach.call(document.querySelectorAll("h2 .unit"), function (el) { el.textContent = "(" + currency + ")"; });
+      timeChart("chart-net", currency, [{name: "net " + currency, type: "line", showSymbol: false, data: net}]);
+      timeChart("chart-gross", currency, [
+        {name: "gross", type: "bar", data: gross},
+        {name: "refunds", type: "bar", data: refunds},
+        {name: "chargebacks", type: "bar", data: chargebacks}]);
+
+      var monthLabels = months(from, to);
+      var mrrMine = mrr.filter(function (r) { return r.currency === currency; });
+      monthChart("chart-mrr", monthLabels, [{name: "MRR " + currency, type: "bar",
+        data: series(monthLabels, mrrMine, "month", "mrr").map(function (p) { return p[1]; })}],
+        {type: "value", name: currency});
+      monthChart("chart-churn", monthLabels, [
+        {name: "active subscribers", type: "bar", data: series(monthLabels, mrrMine, "month", "active_subscribers").map(function (p) { return p[1]; })},
+        {name: "new subscribers", type: "bar", data: series(monthLabels, mrrMine, "month", "new_subscribers").map(function (p) { return p[1]; })},
+        {name: "churn %", type: "line", yAxisIndex: 1, symbol: "diamond", symbolSize: 8,
+          data: monthLabels.map(function (m) { var r = churn.filter(function (c) { return c.month === m; })[0]; return r && r.churn_rate !== null && !r.in_progress ? +(100 * r.churn_rate).toFixed(2) : null; })}],
+        [{type: "value", name: "subscribers"}, {type: "value", name: "%", min: 0}]);
+      var ratesMine = rates.filter(function (r) { return r.currency === currency; });
+      monthChart("chart-rates", monthLabels, [
+        {name: "refund rate %", type: "bar", data: series(monthLabels, ratesMine, "month", "refund_rate").map(function (p) { return +(100 * p[1]).toFixed(2); })},
+        {name: "chargeback rate %", type: "bar", data: series(monthLabels, ratesMine, "month", "chargeback_rate").map(function (p) { return +(100 * p[1]).toFixed(2); })}],
+        {type: "value", name: "%"});
+
+      state.currency = currency; state.from = from; state.to = to; state.product = product || null;
+      state.daily = daily; state.summary = summary; state.labels = labels;
+      state.series = {net: net, gross: gross, refunds: refunds, chargebacks: chargebacks};
+      state.mrr = mrrMine; state.rates = ratesMine; state.churn = churn;
+      status.textContent = (product ? "Product " + product : "All products") + ", " + from + " to " + to +
+        "; charts in " + currency + ".";
       document.body.setAttribute("data-rendered", "true");
     }).catch(function (e) {
       if (e.message === "unauthorized") showLogin("The token was refused; enter it again.");
       else status.textContent = "Could not load: " + e.message;
     });
   }
-  var today = new Date(), past = new Date(today.getTime() - 89 * 864e5);
+
+  function preset(name) {
+    var to = new Date(), from;
+    var n = {"7d": 6, "30d": 29, "90d": 89}[name];
+    if (n !== undefined) from = new Date(to.getTime() - n * DAY);
+    else { from = new Date(to.getTime()); from.setUTCFullYear(to.getUTCFullYear() - 1); from = new Date(from.getTime() + DAY); }
+    $("from").value = iso(from); $("to").value = iso(to);
+    Array.prototype.forEach.call(document.querySelectorAll("[data-range]"), function (b) {
+      b.classList.toggle("active", b.getAttribute("data-range") === name);
+    });
+  }
+
   var params = new URLSearchParams(location.search);
-  document.getElementById("from").value = params.get("from") || past.toISOString().slice(0, 10);
-  document.getElementById("to").value = params.get("to") || today.toISOString().slice(0, 10);
-  document.getElementById("controls").addEventListener("submit", function (e) { e.preventDefault(); load(); });
-  document.getElementById("forget").addEventListener("click", function () { sessionStorage.removeItem(KEY); showLogin(); });
-  document.getElementById("login").addEventListener("submit", function (e) {
+  preset(params.get("range") || "90d");
+  if (params.get("from")) $("from").value = params.get("from");
+  if (params.get("to")) $("to").value = params.get("to");
+  if (params.get("product")) { fillSelect($("product"), [params.get("product")], params.get("product"), "all products"); }
+  Array.prototype.forEach.call(document.querySelectorAll("[data-range]"), function (b) {
+    b.addEventListener("click", function () { preset(b.getAttribute("data-range")); load(); });
+  });
+  ["product", "currency", "report"].forEach(function (id) { $(id).addEventListener("change", load); });
+  $("controls").addEventListener("submit", function (e) { e.preventDefault(); load(); });
+  $("forget").addEventListener("click", function () { sessionStorage.removeItem(KEY); showLogin(); });
+  $("login").addEventListener("submit", function (e) {
     e.preventDefault();
-    sessionStorage.setItem(KEY, document.getElementById("token").value);
+    sessionStorage.setItem(KEY, $("token").value);
     load();
   });
+  window.addEventListener("resize", function () { Object.keys(charts).forEach(function (k) { charts[k].resize(); }); });
   load();
 })();

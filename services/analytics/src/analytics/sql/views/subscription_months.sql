@@ -1,28 +1,24 @@
--- One row per subscription and calendar month in which it had an approved recurring charge that was
--- not refunded or charged back; monthly_amount is the last such charge of the month (plans are monthly).
+-- One row per subscription and calendar month in which it had an approved charge that was not refunded
+-- in full or charged back (a partial refund keeps the subscription); monthly_amount is the last such
+-- charge of the month (plans are monthly). A subscriber code is per buyer and product.
 SELECT subscription_key, product_id, plan_id, currency, month, monthly_amount
 FROM (
   SELECT
-    COALESCE(a.subscriber_code, a.transaction) AS subscription_key,
-    a.product_id,
-    a.plan_id,
-    a.currency,
-    CAST(DATE_TRUNC(DATE(a.occurred_at), MONTH) AS DATE) AS month,
-    a.price AS monthly_amount,
+    COALESCE(subscriber_code, transaction) AS subscription_key,
+    product_id,
+    plan_id,
+    currency,
+    CAST(DATE_TRUNC(DATE(approved_at), MONTH) AS DATE) AS month,
+    approved_amount AS monthly_amount,
     ROW_NUMBER() OVER (
-      PARTITION BY COALESCE(a.subscriber_code, a.transaction), CAST(DATE_TRUNC(DATE(a.occurred_at), MONTH) AS DATE)
-      ORDER BY a.occurred_at DESC, a.event_id DESC
+      PARTITION BY COALESCE(subscriber_code, transaction), CAST(DATE_TRUNC(DATE(approved_at), MONTH) AS DATE)
+      ORDER BY approved_at DESC, approved_event_id DESC
     ) AS rn
-  FROM {dataset}.payment_states AS a
-  LEFT JOIN (
-    SELECT DISTINCT transaction, COALESCE(recurrence_number, 0) AS recurrence
-    FROM {dataset}.payment_states
-    WHERE kind IN ('purchase_refunded', 'purchase_chargeback') AND transaction IS NOT NULL
-  ) AS r
-    ON r.transaction = a.transaction AND r.recurrence = COALESCE(a.recurrence_number, 0)
-  WHERE a.kind = 'purchase_approved'
-    AND a.is_subscription
-    AND a.price IS NOT NULL
-    AND r.transaction IS NULL
+  FROM {dataset}.purchase_charges
+  WHERE approved_at IS NOT NULL
+    AND is_subscription
+    AND approved_amount IS NOT NULL
+    AND currency IS NOT NULL
+    AND (reversal IS NULL OR reversal = 'partial_refund')
 )
 WHERE rn = 1
