@@ -54,15 +54,18 @@ class Topology:
         return self.topics + tuple(s.dead_letter_topic for s in self.subscriptions)
 
 
-def _subscription(service: str, topic: str) -> Subscription:
-    return Subscription(name=f"{service}.{topic}", topic=topic)
+def _subscription(service: str, topic: str, *, ordered: bool = True) -> Subscription:
+    return Subscription(name=f"{service}.{topic}", topic=topic, ordered=ordered)
 
 
 TOPOLOGY = Topology(
     topics=(PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE),
     subscriptions=(
-        _subscription("enrollment", PAYMENTS),
-        _subscription("enrollment", SUBSCRIPTIONS),
+        # Enrollment merges every event into its access source in any order (event time, per-access
+        # version) and acts later from its own queue: it needs no ordered delivery, and unordered delivery
+        # lets a consumer that died leave nothing stuck behind a key (any replica takes any message).
+        _subscription("enrollment", PAYMENTS, ordered=False),
+        _subscription("enrollment", SUBSCRIPTIONS, ordered=False),
         _subscription("subscription", PAYMENTS),
         _subscription("subscription", CATALOGUE),
         _subscription("analytics", PAYMENTS),
