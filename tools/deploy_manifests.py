@@ -55,6 +55,8 @@ SECRETS = {
     "coursebridge-hotmart-hottok": ("ingest",),
     "coursebridge-admin-token": ("ingest", "enrollment", "subscription", "analytics", "console"),
     "coursebridge-console-secret-key": ("console",),
+    # The keyed hash of buyer e-mails: ingest's webhooks and subscription's accesses, found alike.
+    "coursebridge-lookup-hash-key": ("ingest", "subscription"),
     "coursebridge-talentlms-api-key": ("enrollment",),
     "coursebridge-analytics-pseudonym-key": ("analytics",),
     # Hotmart API credentials: ingest's reconciliation and backfill only.

@@ -511,13 +511,14 @@ def test_every_process_runs_locked_down_with_probes_and_resources(rendered, prof
 
 # Each process's secrets, and no more (the TalentLMS key only where TalentLMS is called).
 SECRETS_OF = {
-    "coursebridge-ingest-api": {"HOTMART_HOTTOK", "ADMIN_TOKEN"},
+    "coursebridge-ingest-api": {"HOTMART_HOTTOK", "ADMIN_TOKEN", "LOOKUP_HASH_KEY"},
     "coursebridge-ingest-relay": set(),
     "coursebridge-enrollment-api": {"ADMIN_TOKEN", "TALENTLMS_API_KEY"},  # one-click course links
     "coursebridge-enrollment-worker": {"TALENTLMS_API_KEY"},
-    "coursebridge-subscription-api": {"ADMIN_TOKEN"},
-    "coursebridge-subscription-worker": set(),
-    "coursebridge-subscription-sweep": set(),
+    # Accesses carry the keyed hash of the buyer's e-mail; each process that writes or searches them.
+    "coursebridge-subscription-api": {"ADMIN_TOKEN", "LOOKUP_HASH_KEY"},
+    "coursebridge-subscription-worker": {"LOOKUP_HASH_KEY"},
+    "coursebridge-subscription-sweep": {"LOOKUP_HASH_KEY"},
     "coursebridge-analytics-api": {"ANALYTICS_PSEUDONYM_KEY", "ADMIN_TOKEN"},
     "coursebridge-analytics-worker": {"ANALYTICS_PSEUDONYM_KEY"},
     # Calls the services' admin APIs with the token; signs its session cookies with its own key.
@@ -529,6 +530,7 @@ SECRET_ENV = {
     "TALENTLMS_API_KEY",
     "ANALYTICS_PSEUDONYM_KEY",
     "CONSOLE_SECRET_KEY",
+    "LOOKUP_HASH_KEY",
 }
 
 
@@ -585,6 +587,7 @@ def test_secret_manager_secrets_and_accessors_match_the_chart() -> None:
         "TALENTLMS_API_KEY": "talentlmsApiKey",
         "ANALYTICS_PSEUDONYM_KEY": "analyticsPseudonymKey",
         "CONSOLE_SECRET_KEY": "consoleSecretKey",
+        "LOOKUP_HASH_KEY": "lookupHashKey",
     }
     expected = {
         (process.split("-")[1], values["secrets"][env_to_ref[env]]["secret"])

@@ -71,10 +71,12 @@ The secrets each process reads, and nothing more: "<svc>-<component>" -> [[env n
 */}}
 {{- define "coursebridge.secretsOf" -}}
 {{- $map := dict
-  "ingest-api" (list (list "HOTMART_HOTTOK" "hotmartHottok") (list "ADMIN_TOKEN" "adminToken"))
+  "ingest-api" (list (list "HOTMART_HOTTOK" "hotmartHottok") (list "ADMIN_TOKEN" "adminToken") (list "LOOKUP_HASH_KEY" "lookupHashKey"))
   "enrollment-api" (list (list "ADMIN_TOKEN" "adminToken") (list "TALENTLMS_API_KEY" "talentlmsApiKey"))
   "enrollment-worker" (list (list "TALENTLMS_API_KEY" "talentlmsApiKey"))
-  "subscription-api" (list (list "ADMIN_TOKEN" "adminToken"))
+  "subscription-api" (list (list "ADMIN_TOKEN" "adminToken") (list "LOOKUP_HASH_KEY" "lookupHashKey"))
+  "subscription-worker" (list (list "LOOKUP_HASH_KEY" "lookupHashKey"))
+  "subscription-sweep" (list (list "LOOKUP_HASH_KEY" "lookupHashKey"))
   "analytics-api" (list (list "ANALYTICS_PSEUDONYM_KEY" "analyticsPseudonymKey") (list "ADMIN_TOKEN" "adminToken"))
   "analytics-worker" (list (list "ANALYTICS_PSEUDONYM_KEY" "analyticsPseudonymKey"))
   "console-api" (list (list "ADMIN_TOKEN" "adminToken") (list "CONSOLE_SECRET_KEY" "consoleSecretKey"))
