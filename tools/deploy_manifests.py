@@ -44,13 +44,19 @@ FILES = ROOT / "helm" / "coursebridge-gcp" / "files"
 MONITORING = ROOT / "monitoring"
 
 SERVICES = ("ingest", "enrollment", "subscription", "analytics")
+# Every workload with a Google identity: the services and the operator console (which only reads its
+# secrets: no Pub/Sub, no Firestore).
+IDENTITIES = (*SERVICES, "console")
 NAMESPACE = "coursebridge"  # where the Helm releases run (Workload Identity members name it)
 # Services with a Firestore database of their own (database id = service name); analytics has none.
 FIRESTORE_SERVICES = ("ingest", "enrollment", "subscription")
 # Secret Manager secret -> the services whose pods mount it (helm values secrets.<key>.secret).
 SECRETS = {
     "coursebridge-hotmart-hottok": ("ingest",),
-    "coursebridge-admin-token": ("ingest", "enrollment", "subscription", "analytics"),
+    "coursebridge-admin-token": ("ingest", "enrollment", "subscription", "analytics", "console"),
+    "coursebridge-console-secret-key": ("console",),
+    # The keyed hash of buyer e-mails: ingest's webhooks and subscription's accesses, found alike.
+    "coursebridge-lookup-hash-key": ("ingest", "subscription"),
     "coursebridge-talentlms-api-key": ("enrollment",),
     "coursebridge-analytics-pseudonym-key": ("analytics",),
     # Hotmart API credentials: ingest's reconciliation and backfill only.
@@ -205,7 +211,7 @@ PUBSUB_AGENT = "pubsub.googleapis.com"
 
 def iam_resources() -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
-    for service in SERVICES:
+    for service in IDENTITIES:
         docs.append(
             {
                 "apiVersion": "iam.cnrm.cloud.google.com/v1beta1",
@@ -336,7 +342,7 @@ def iam_resources() -> list[dict[str, Any]]:
             binding="project",
         )
     )
-    for service in SERVICES:
+    for service in IDENTITIES:
         members.append(
             _member(
                 f"{service}-workload-identity",

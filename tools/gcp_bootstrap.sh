@@ -132,6 +132,8 @@ cat <<EOF
     openssl rand -hex 32 | tr -d '\n' | gcloud --project $PROJECT secrets versions add coursebridge-admin-token --data-file=-
     printf %s "\$TALENTLMS_API_KEY" | gcloud --project $PROJECT secrets versions add coursebridge-talentlms-api-key --data-file=-
     openssl rand -hex 32 | tr -d '\n' | gcloud --project $PROJECT secrets versions add coursebridge-analytics-pseudonym-key --data-file=-
+    openssl rand -hex 32 | tr -d '\n' | gcloud --project $PROJECT secrets versions add coursebridge-console-secret-key --data-file=-
+    openssl rand -hex 32 | tr -d '\n' | gcloud --project $PROJECT secrets versions add coursebridge-lookup-hash-key --data-file=-
   (the secrets themselves are created by the first skaffold run; add the versions after it)
 - Deploy:  gcloud auth configure-docker $REGION-docker.pkg.dev
            skaffold run -p $ENV --default-repo=$REGION-docker.pkg.dev/$PROJECT/coursebridge

@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "coursebridge"
 PROFILES = ("local", "staging", "production")
 SERVICES = ("ingest", "enrollment", "subscription", "analytics")
+# Every image and Google identity: the services and the operator console (no topic, no database).
+IMAGES = (*SERVICES, "console")
 SKAFFOLD_SCHEMA = ROOT / "vendor" / "skaffold" / "v4beta13.json"
 KUBE_VERSION = "1.33"
 NAMESPACE = "coursebridge"
@@ -98,7 +100,7 @@ def test_skaffold_yaml_validates_against_the_official_schema() -> None:
 def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> None:
     doc = skaffold()
     artifacts = {a["image"]: a["docker"]["dockerfile"] for a in doc["build"]["artifacts"]}
-    assert artifacts == {f"coursebridge-{s}": f"services/{s}/Dockerfile" for s in SERVICES}
+    assert artifacts == {f"coursebridge-{s}": f"services/{s}/Dockerfile" for s in IMAGES}
     for dockerfile in artifacts.values():
         assert (ROOT / dockerfile).is_file()
     profiles = {p["name"]: p for p in doc["profiles"]}
@@ -116,7 +118,7 @@ def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> Non
         assert release["namespace"] == NAMESPACE
         assert release["valuesFiles"] == [f"helm/values-{name}.yaml"]
         assert (ROOT / release["valuesFiles"][0]).is_file()
-        for service in SERVICES:
+        for service in IMAGES:
             key = service.replace("-", "_")
             templates = release["setValueTemplates"]
             assert templates[f"images.{service}.repository"] == f"{{{{.IMAGE_REPO_coursebridge_{key}}}}}"
@@ -125,7 +127,7 @@ def test_skaffold_builds_each_image_and_deploys_every_profile_with_helm() -> Non
 
 
 def test_dockerfiles_install_only_their_service_from_the_lock_file() -> None:
-    for service in SERVICES:
+    for service in IMAGES:
         text = (ROOT / "services" / service / "Dockerfile").read_text("utf-8")
         assert "FROM ${PYTHON_IMAGE}" in text and "ARG PYTHON_IMAGE=python:3.11-slim" in text
         assert f"uv sync --frozen --no-dev --no-editable --package coursebridge-{service}" in text
@@ -367,7 +369,7 @@ def test_pubsub_service_agent_can_dead_letter_every_subscription() -> None:
 
 def test_every_service_has_a_google_service_account_bound_to_its_kubernetes_one() -> None:
     accounts = {doc["metadata"]["name"] for doc in of_kind(k8s_docs(), "IAMServiceAccount")}
-    assert accounts == {f"coursebridge-{s}" for s in SERVICES}
+    assert accounts == {f"coursebridge-{s}" for s in IMAGES}
     members = {
         b["spec"]["resourceRef"]["name"]: b["spec"]["member"]
         for b in bindings()
@@ -375,7 +377,7 @@ def test_every_service_has_a_google_service_account_bound_to_its_kubernetes_one(
     }
     assert members == {
         f"coursebridge-{s}": f"serviceAccount:PROJECT_ID.svc.id.goog[{NAMESPACE}/coursebridge-{s}]"
-        for s in SERVICES
+        for s in IMAGES
     }
 
 
@@ -503,22 +505,33 @@ def test_every_process_runs_locked_down_with_probes_and_resources(rendered, prof
         "coursebridge-ingest-api",
         "coursebridge-ingest-relay",
         *(f"coursebridge-{s}-{c}" for s in SERVICES[1:] for c in ("api", "worker")),
+        "coursebridge-console-api",  # no worker: it owns no data and joins no topic
     }
 
 
 # Each process's secrets, and no more (the TalentLMS key only where TalentLMS is called).
 SECRETS_OF = {
-    "coursebridge-ingest-api": {"HOTMART_HOTTOK", "ADMIN_TOKEN"},
+    "coursebridge-ingest-api": {"HOTMART_HOTTOK", "ADMIN_TOKEN", "LOOKUP_HASH_KEY"},
     "coursebridge-ingest-relay": set(),
     "coursebridge-enrollment-api": {"ADMIN_TOKEN", "TALENTLMS_API_KEY"},  # one-click course links
     "coursebridge-enrollment-worker": {"TALENTLMS_API_KEY"},
-    "coursebridge-subscription-api": {"ADMIN_TOKEN"},
-    "coursebridge-subscription-worker": set(),
-    "coursebridge-subscription-sweep": set(),
+    # Accesses carry the keyed hash of the buyer's e-mail; each process that writes or searches them.
+    "coursebridge-subscription-api": {"ADMIN_TOKEN", "LOOKUP_HASH_KEY"},
+    "coursebridge-subscription-worker": {"LOOKUP_HASH_KEY"},
+    "coursebridge-subscription-sweep": {"LOOKUP_HASH_KEY"},
     "coursebridge-analytics-api": {"ANALYTICS_PSEUDONYM_KEY", "ADMIN_TOKEN"},
     "coursebridge-analytics-worker": {"ANALYTICS_PSEUDONYM_KEY"},
+    # Calls the services' admin APIs with the token; signs its session cookies with its own key.
+    "coursebridge-console-api": {"ADMIN_TOKEN", "CONSOLE_SECRET_KEY"},
 }
-SECRET_ENV = {"HOTMART_HOTTOK", "ADMIN_TOKEN", "TALENTLMS_API_KEY", "ANALYTICS_PSEUDONYM_KEY"}
+SECRET_ENV = {
+    "HOTMART_HOTTOK",
+    "ADMIN_TOKEN",
+    "TALENTLMS_API_KEY",
+    "ANALYTICS_PSEUDONYM_KEY",
+    "CONSOLE_SECRET_KEY",
+    "LOOKUP_HASH_KEY",
+}
 
 
 def secret_names_of(container: dict[str, Any]) -> set[str]:
@@ -573,6 +586,8 @@ def test_secret_manager_secrets_and_accessors_match_the_chart() -> None:
         "ADMIN_TOKEN": "adminToken",
         "TALENTLMS_API_KEY": "talentlmsApiKey",
         "ANALYTICS_PSEUDONYM_KEY": "analyticsPseudonymKey",
+        "CONSOLE_SECRET_KEY": "consoleSecretKey",
+        "LOOKUP_HASH_KEY": "lookupHashKey",
     }
     expected = {
         (process.split("-")[1], values["secrets"][env_to_ref[env]]["secret"])
@@ -606,7 +621,7 @@ def test_the_relay_is_a_single_pod_replaced_by_recreate(rendered) -> None:
 def test_service_accounts_use_the_google_service_accounts_of_k8s(rendered) -> None:
     project = yaml.safe_load((ROOT / "helm" / "values-staging.yaml").read_text("utf-8"))["gcp"]["projectId"]
     accounts = {doc["metadata"]["name"]: doc for doc in of_kind(list(rendered["staging"]), "ServiceAccount")}
-    assert set(accounts) == {f"coursebridge-{s}" for s in SERVICES}
+    assert set(accounts) == {f"coursebridge-{s}" for s in IMAGES}
     for name, account in accounts.items():
         assert (
             account["metadata"]["annotations"]["iam.gke.io/gcp-service-account"]
@@ -632,6 +647,90 @@ def test_only_ingest_is_public_behind_a_gke_ingress(rendered) -> None:
     assert certificate["apiVersion"] == "networking.gke.io/v1"
     assert certificate["spec"]["domains"] == [ingress["spec"]["rules"][0]["host"]]
     assert not of_kind(list(rendered["local"]), "Ingress")
+
+
+def render_with(helm_bin: str, profile: str, values: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [helm_bin, "template", "coursebridge", str(CHART), "--kube-version", KUBE_VERSION,
+         "--namespace", NAMESPACE, "-f", str(ROOT / "helm" / f"values-{profile}.yaml"), "-f", str(values)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+
+
+def console_env(docs: list[dict[str, Any]]) -> dict[str, str | None]:
+    (deployment,) = [
+        d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "coursebridge-console-api"
+    ]
+    (container,) = pod_spec(deployment)["containers"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8084, "protocol": "TCP"}]
+    return {env["name"]: env.get("value") for env in container["env"]}
+
+
+def test_the_console_calls_the_four_apis_in_the_cluster_and_they_let_it_in(rendered) -> None:
+    docs = list(rendered["production"])
+    env = console_env(docs)
+    services = {d["metadata"]["name"]: d for d in of_kind(docs, "Service")}
+    for service in SERVICES:
+        url = env[f"{service.upper()}_URL"]
+        name, port = url.removeprefix("http://").split(":")
+        assert services[name]["spec"]["ports"][0]["port"] == int(port), url
+    assert "CONSOLE_AUTH" not in env, "without IAP operators sign in with the token (port-forward)"
+    assert "annotations" not in services["coursebridge-console"]["metadata"], "not behind the load balancer"
+    policies = {d["metadata"]["name"]: d["spec"] for d in of_kind(docs, "NetworkPolicy")}
+    console_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "coursebridge-console"}}}
+    for service in SERVICES:
+        admitted = [
+            rule for rule in policies[f"coursebridge-{service}"]["ingress"] if console_pods in rule["from"]
+        ]
+        assert admitted == [{"from": [console_pods], "ports": [{"port": "http"}]}], service
+    egress = policies["coursebridge-console"]["egress"]
+    assert {
+        "to": [{"podSelector": {"matchLabels": {
+            "app.kubernetes.io/component": "api", "app.kubernetes.io/part-of": "coursebridge"}}}],
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    } in egress  # fmt: skip
+    assert all(
+        "ipBlock" not in peer for rule in policies["coursebridge-console"]["ingress"] for peer in rule["from"]
+    )
+
+
+def test_with_iap_the_console_is_routed_on_the_operator_host_and_trusts_only_iap(
+    helm: str, tmp_path: Path
+) -> None:
+    values = tmp_path / "iap.yaml"
+    values.write_text(
+        "console:\n  iap:\n    enabled: true\n    audience: /projects/123/global/backendServices/456\n"
+        "  ingress:\n    host: console.example.org\n"
+    )
+    result = render_with(helm, "production", values)
+    assert result.returncode == 0, result.stderr
+    docs = yaml_docs(result.stdout)
+    env = console_env(docs)
+    assert (env["CONSOLE_AUTH"], env["IAP_AUDIENCE"]) == ("iap", "/projects/123/global/backendServices/456")
+    (service,) = [d for d in of_kind(docs, "Service") if d["metadata"]["name"] == "coursebridge-console"]
+    assert service["metadata"]["annotations"]["cloud.google.com/backend-config"] == (
+        '{"default": "coursebridge-console"}'
+    )
+    backends = {d["metadata"]["name"]: d["spec"] for d in of_kind(docs, "BackendConfig")}
+    assert backends["coursebridge-console"]["iap"]["enabled"] is True
+    assert backends["coursebridge-console"]["healthCheck"]["port"] == 8084
+    (ingress,) = of_kind(docs, "Ingress")
+    rules = {rule["host"]: rule["http"]["paths"] for rule in ingress["spec"]["rules"]}
+    assert [(p["path"], p["backend"]["service"]["name"]) for p in rules["console.example.org"]] == [
+        ("/", "coursebridge-console")
+    ]
+    assert {
+        p["backend"]["service"]["name"] for p in rules[values_of("production")["ingest"]["ingress"]["host"]]
+    } == {"coursebridge-ingest"}
+    certificates = {d["metadata"]["name"]: d["spec"]["domains"] for d in of_kind(docs, "ManagedCertificate")}
+    assert certificates["coursebridge-console"] == ["console.example.org"]
+    assert ingress["metadata"]["annotations"]["networking.gke.io/managed-certificates"] == (
+        "coursebridge-ingest,coursebridge-console"
+    )
+    missing = tmp_path / "no-audience.yaml"
+    missing.write_text("console:\n  iap:\n    enabled: true\n  ingress:\n    host: console.example.org\n")
+    result = render_with(helm, "production", missing)
+    assert result.returncode != 0 and "console.iap.audience is required" in result.stderr
 
 
 def test_the_sweep_runs_every_five_minutes_one_at_a_time(rendered) -> None:

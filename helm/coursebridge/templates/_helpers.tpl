@@ -1,7 +1,7 @@
 {{/*
 Shared building blocks. Every service template calls them with a dict:
   root       the chart's top-level context ($)
-  svc        ingest | enrollment | subscription | analytics
+  svc        ingest | enrollment | subscription | analytics | console
   component  api | worker | relay | sweep
 Resource names do not depend on the release name: the Workload Identity bindings in k8s/iam.yaml name
 the Kubernetes service accounts (coursebridge/coursebridge-<svc>), and on-call docs name the Deployments.
@@ -71,12 +71,15 @@ The secrets each process reads, and nothing more: "<svc>-<component>" -> [[env n
 */}}
 {{- define "coursebridge.secretsOf" -}}
 {{- $map := dict
-  "ingest-api" (list (list "HOTMART_HOTTOK" "hotmartHottok") (list "ADMIN_TOKEN" "adminToken"))
+  "ingest-api" (list (list "HOTMART_HOTTOK" "hotmartHottok") (list "ADMIN_TOKEN" "adminToken") (list "LOOKUP_HASH_KEY" "lookupHashKey"))
   "enrollment-api" (list (list "ADMIN_TOKEN" "adminToken") (list "TALENTLMS_API_KEY" "talentlmsApiKey"))
   "enrollment-worker" (list (list "TALENTLMS_API_KEY" "talentlmsApiKey"))
-  "subscription-api" (list (list "ADMIN_TOKEN" "adminToken"))
+  "subscription-api" (list (list "ADMIN_TOKEN" "adminToken") (list "LOOKUP_HASH_KEY" "lookupHashKey"))
+  "subscription-worker" (list (list "LOOKUP_HASH_KEY" "lookupHashKey"))
+  "subscription-sweep" (list (list "LOOKUP_HASH_KEY" "lookupHashKey"))
   "analytics-api" (list (list "ANALYTICS_PSEUDONYM_KEY" "analyticsPseudonymKey") (list "ADMIN_TOKEN" "adminToken"))
   "analytics-worker" (list (list "ANALYTICS_PSEUDONYM_KEY" "analyticsPseudonymKey"))
+  "console-api" (list (list "ADMIN_TOKEN" "adminToken") (list "CONSOLE_SECRET_KEY" "consoleSecretKey"))
 -}}
 {{- toJson (index $map (printf "%s-%s" .svc .component) | default list) -}}
 {{- end }}
@@ -205,9 +208,11 @@ topologySpreadConstraints:
 
 {{/*
 The HTTP process of a service: gunicorn with the shared configuration, /healthz /readyz /metrics on
-PORT. Prometheus' multi-process mode needs a writable directory shared by the gunicorn workers.
+PORT (dict root, svc, port: 8080 unless given; the console's is 8084). Prometheus' multi-process mode
+needs a writable directory shared by the gunicorn workers.
 */}}
 {{- define "coursebridge.apiDeployment" -}}
+{{- $port := .port | default 8080 -}}
 {{- $values := index .root.Values .svc -}}
 {{- $api := $values.api -}}
 {{- $ctx := dict "root" .root "svc" .svc "component" "api" -}}
@@ -252,11 +257,11 @@ spec:
             - {{ printf "%s.entrypoints.api:create_app()" .svc | quote }}
           ports:
             - name: http
-              containerPort: 8080
+              containerPort: {{ $port }}
               protocol: TCP
           env:
             - name: PORT
-              value: "8080"
+              value: {{ $port | quote }}
             - name: HOST
               value: "0.0.0.0"
             - name: WEB_CONCURRENCY
@@ -365,8 +370,9 @@ spec:
             sizeLimit: 64Mi
 {{- end }}
 
-{{/* ClusterIP Service in front of a service's API: dict root, svc, annotations (optional). */}}
+{{/* ClusterIP Service in front of a service's API: dict root, svc, annotations, port (optional). */}}
 {{- define "coursebridge.apiService" -}}
+{{- $port := .port | default 8080 -}}
 {{- $ctx := dict "root" .root "svc" .svc "component" "api" -}}
 apiVersion: v1
 kind: Service
@@ -384,7 +390,7 @@ spec:
     {{- include "coursebridge.selectorLabels" $ctx | nindent 4 }}
   ports:
     - name: http
-      port: 8080
+      port: {{ $port }}
       targetPort: http
       protocol: TCP
 {{- end }}
@@ -456,8 +462,9 @@ spec:
 {{- end }}
 
 {{/*
-Inbound: Managed Prometheus (and the listed client namespaces, and for ingest the Google Front Ends)
-on the http port only. Outbound: DNS, the GKE metadata server (Workload Identity) and HTTPS.
+Inbound: Managed Prometheus (and the listed client namespaces, the console's pods for the four services'
+APIs, and for a public service the Google Front Ends) on the http port only. Outbound: DNS, the GKE
+metadata server (Workload Identity) and HTTPS; the console also the four services' APIs.
 dict root, svc, public (bool).
 */}}
 {{- define "coursebridge.networkPolicy" -}}
@@ -495,6 +502,15 @@ spec:
       ports:
         - port: http
     {{- end }}
+    {{- if and .root.Values.console.enabled (ne .svc "console") }}
+    # The operator console calls the admin APIs server side (its pods only; API pods listen on http).
+    - from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: coursebridge-console
+      ports:
+        - port: http
+    {{- end }}
     {{- if .public }}
     - from:
         {{- range $np.loadBalancerSourceRanges }}
@@ -516,6 +532,16 @@ spec:
         - {port: 988, protocol: TCP}
     - ports:
         - {port: 443, protocol: TCP}
+    {{- if eq .svc "console" }}
+    # The four services' admin APIs (their API pods' http port).
+    - to:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/component: api
+              app.kubernetes.io/part-of: coursebridge
+      ports:
+        - {port: 8080, protocol: TCP}
+    {{- end }}
 {{- end }}
 
 {{- define "coursebridge.podMonitoring" -}}

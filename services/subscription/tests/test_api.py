@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from coursebridge import lookup
 from coursebridge.events.envelope import format_time
 from subscription.bootstrap import build_api
 from subscription.entrypoints import sweep as sweep_cli
-from subscription.service_layer.accesses import handle_payment
+from subscription.service_layer.accesses import ACCESSES, handle_payment
 from subscription.testing import day, payment_data
 
 ADMIN_TOKEN = "test-admin-token"  # as in conftest
@@ -87,3 +88,23 @@ def test_sweep_cli_prints_the_report_and_exits_0(platform, store, monkeypatch, c
     assert sweep_cli.main([]) == 0  # real clock: long after 2025-01-31
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])  # log lines come first
     assert report["counts"] == {"expired": 1}
+
+
+def test_the_sweep_cli_keeps_the_email_key_of_the_access_it_expires(platform, store, monkeypatch, capsys):
+    """Operators still find an expired buyer by e-mail: the sweep rewrites the access with its hash."""
+    lookup.configure("test-lookup-key")
+    try:
+        pay(store, "purchase_approved", 0, next=30)
+        pay(store, "subscription_cancellation", 5, next=30)
+        (doc,) = store.query(ACCESSES, [])
+        key = doc.data["email_key"]
+        assert key.startswith("ek1-")
+        lookup.configure(None)  # a fresh process: only the environment gives it the key
+        monkeypatch.setenv("COURSEBRIDGE_BACKEND", "embedded")
+        monkeypatch.setenv("COURSEBRIDGE_DATA_DIR", str(platform.data_dir))
+        monkeypatch.setenv("LOOKUP_HASH_KEY", "test-lookup-key")
+        assert sweep_cli.main([]) == 0
+        (doc,) = store.query(ACCESSES, [])
+        assert doc.data["state"] == "expired" and doc.data.get("email_key") == key
+    finally:
+        lookup.configure(None)

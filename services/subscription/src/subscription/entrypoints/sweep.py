@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from coursebridge import lookup
 from coursebridge.backends import open_bus, open_store
 from coursebridge.events.envelope import utc_now
 from coursebridge.outbox import OutboxRelay
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = SubscriptionSettings.from_env()
     configure_logging("subscription-sweep", settings.platform.log_level)
+    # The sweep rewrites the accesses it expires: without the key their email_key would be dropped and
+    # operators could no longer find an expired buyer by e-mail.
+    lookup.configure_from_env()
     store = open_store(settings.platform, "subscription")
     try:
         report = sweep(store, utc_now()).to_json()
