@@ -23,6 +23,7 @@ _EXAMPLE = {
     "reason": "payment overdue beyond the 7-day grace period",
     "effective_at": "2025-05-10T12:00:00.000Z",
     "paid_through": "2025-05-03T12:00:00.000Z",
+    "version": 3,
 }
 
 for _type, _description, _example in (
@@ -30,7 +31,7 @@ for _type, _description, _example in (
     (
         ACCESS_RESTORED,
         "A suspended subscription was paid again: re-grant its courses.",
-        {**_EXAMPLE, "state": "active", "reason": "renewal approved"},
+        {**_EXAMPLE, "state": "active", "reason": "renewal approved (recurrence 2)", "version": 4},
     ),
     (
         ACCESS_EXPIRED,
