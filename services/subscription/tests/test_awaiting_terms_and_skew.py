@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
+from coursebridge.events import CONTRACTS, new_event
 from coursebridge.events.access import ACCESS_EXPIRED, ACCESS_RESTORED, ACCESS_SUSPENDED
+from coursebridge.events.contracts import InvalidEvent
 from coursebridge.events.envelope import format_time
 from subscription.service_layer.accesses import (
     ACCESSES,
@@ -160,3 +164,16 @@ def test_a_payment_handled_after_a_fast_clock_decision_repairs_it(store):
     access = get_access(store, "sub:SUB-1:4711")
     assert (access.state, access.plan_id, access.evaluated_at) == ("cancelled", "102", ts(12))
     assert [t for t, _ in staged(store)] == [ACCESS_EXPIRED, ACCESS_RESTORED]
+
+
+# --- the contract -----------------------------------------------------------------------------------------
+
+
+def test_version_is_an_optional_additive_field_of_the_access_contract():
+    example = dict(CONTRACTS[ACCESS_SUSPENDED].example or {})
+    assert example["version"] >= 1
+    new_event(ACCESS_SUSPENDED, example, source="test")  # with it
+    new_event(ACCESS_SUSPENDED, {k: v for k, v in example.items() if k != "version"}, source="test")  # older
+    for bad in (0, -1, "3", 1.5):
+        with pytest.raises(InvalidEvent, match="version"):
+            new_event(ACCESS_SUSPENDED, {**example, "version": bad}, source="test")
