@@ -407,6 +407,7 @@ def test_any_arrival_order_with_duplicates_and_sweeps_reaches_the_models_state(c
             (c.type, access.state) for c in apply_payment(access, item, None, at(item_day(item))).changes
         ]
     emitted += [(c.type, access.state) for c in advance(access, at(max(now, 60))).changes]
+    assert access.emitted == len(emitted)  # one version per published change: 1, 2, ... n
     expected = model(facts, max(now, 60))
     assert access.state == expected["state"]
     assert access.paid_through == expected["paid_through"]
