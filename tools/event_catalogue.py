@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from coursebridge.events import CONTRACTS, new_event
+from coursebridge.events.access import TIME_SEMANTICS
 from coursebridge.events.contracts import SCHEMA_URN_PREFIX, EventContract
 from coursebridge.topology import TOPOLOGY
 
@@ -94,6 +95,7 @@ def render() -> str:
             f"| `{c.type}` | `{c.topic}` | {c.producer} | {c.ordering_key} "
             f"| [`{schema}`](../libs/coursebridge/src/coursebridge/events/schemas/{schema}.json) | {c.description} |"
         )
+    lines += ["", "## Time in access events", "", *TIME_SEMANTICS.rstrip().splitlines()]
     lines += ["", "## Examples", ""]
     for c in contracts:
         example = _example(c, payment_examples)

@@ -15,7 +15,14 @@ from coursebridge.events.envelope import format_time
 from coursebridge.topology import CATALOGUE, PAYMENTS, TOPOLOGY
 from subscription.bootstrap import build_worker
 from subscription.config import SubscriptionSettings
-from subscription.service_layer.accesses import PRODUCTS, get_access
+from subscription.service_layer.accesses import (
+    AWAITING,
+    PRODUCTS,
+    get_access,
+    handle_catalogue,
+    handle_payment,
+    sweep,
+)
 from subscription.testing import Clock, catalogue_data, catalogue_event, day, payment_data, payment_event
 
 if TYPE_CHECKING:
@@ -84,6 +91,28 @@ def test_payments_in_access_events_out(bus_backend: BusBackend, store_backend: S
         assert received[2][0].data["reason"] == "cancelled; paid-through date reached"
         time.sleep(0.5)
         assert [e.type for e, _ in received] == [ACCESS_SUSPENDED, ACCESS_RESTORED, ACCESS_EXPIRED]
+        assert [e.data["version"] for e, _ in received] == [1, 2, 3]  # the order decisions were taken in
     finally:
         worker.stop(10)
         collector.stop(10)
+
+
+def test_store_queries_of_the_time_guards(store_backend: StoreBackend):
+    """On each store: a parked fixed-term sale is settled when its terms arrive (query by product), and
+    the sweep finds and repairs an access last evaluated by a clock running ahead (range query)."""
+    store = store_backend.make("subscription")
+    sale = {"code": None, "product": "4798", "transaction": "HPT1"}
+    handle_payment(store, payment_data("purchase_approved", ts(0), **sale), now=day(0))
+    assert get_access(store, "tx:HPT1") is None and store.get(AWAITING, "tx:HPT1") is not None
+    handle_catalogue(store, catalogue_data("4798", access_days=3), now=day(5))
+    assert get_access(store, "tx:HPT1").state == "expired" and store.get(AWAITING, "tx:HPT1") is None
+
+    handle_payment(store, payment_data("purchase_approved", ts(0), next_charge_at=ts(30)), now=day(0))
+    handle_payment(
+        store, payment_data("subscription_cancellation", ts(10), next_charge_at=ts(30)), now=day(10)
+    )
+    assert sweep(store, day(45)).counts == {"expired": 1}  # a pod whose clock runs 35 days ahead
+    report = sweep(store, day(11))
+    assert (report.reevaluated, report.counts) == (1, {"cancelled": 1})
+    assert get_access(store, "sub:SUB-1:4711").state == "cancelled"
+    assert sweep(store, day(11)).reevaluated == 0

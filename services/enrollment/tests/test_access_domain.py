@@ -82,6 +82,92 @@ def test_any_order_and_duplication_reaches_the_models_state(case) -> None:
     assert shuffled.active == model_active(history)
 
 
+# versioned access events: (name, event time, version); the state each announces
+VERSIONED = {
+    "suspend": ("deactivate", "suspended"),
+    "expire": ("deactivate", "expired"),
+    "restore": ("reactivate", "active"),
+    "plan": ("plan_change", "cancelled"),
+}
+
+
+def versioned(name: str, second: int, version: int, access_id: str = ACCESS) -> Signal:
+    kind, state = VERSIONED[name]
+    return Signal(
+        kind=kind,  # type: ignore[arg-type]
+        access_id=access_id,
+        at=at(second),
+        event_id=f"v{version}",
+        reason=f"access {state}: {name}",
+        product_id="4711",
+        plan_id="101",
+        email="ana@example.com",
+        version=version,
+        access_state=state,
+    )
+
+
+@st.composite
+def versioned_deliveries(draw: st.DrawFn):
+    """Payments (grants, refunds) and the subscription service's decisions, each decision with its own
+    version (1..n, in any relation to its business time), delivered permuted and duplicated."""
+    payments = draw(
+        st.lists(
+            st.tuples(st.sampled_from(["approve", "renew", "complete", "refund"]), st.integers(0, 300)),
+            max_size=4,
+            unique=True,
+        )
+    )
+    decisions = draw(
+        st.lists(st.tuples(st.sampled_from(sorted(VERSIONED)), st.integers(0, 300)), min_size=1, max_size=5)
+    )
+    versions = draw(st.permutations(range(1, len(decisions) + 1)))
+    signals = [signal(n, t) for n, t in payments] + [
+        versioned(n, t, v) for (n, t), v in zip(decisions, versions, strict=True)
+    ]
+    duplicated = signals + draw(st.lists(st.sampled_from(signals), max_size=5))
+    return payments, list(zip(decisions, versions, strict=True)), signals, draw(st.permutations(duplicated))
+
+
+@settings(max_examples=400, deadline=None)
+@given(versioned_deliveries())
+def test_the_highest_version_decides_in_any_order_unless_refunded(case) -> None:
+    payments, decisions, signals, delivered = case
+    in_order = apply_all(ACCESS, signals)
+    shuffled = apply_all(ACCESS, delivered)
+    assert shuffled == in_order
+    (latest, _), _ = max(decisions, key=lambda d: d[1])
+    refunded = any(name == "refund" for name, _ in payments)
+    assert shuffled.active == (not refunded and VERSIONED[latest][1] in ("active", "cancelled"))
+    assert shuffled.state == ("revoked" if refunded else "active" if shuffled.active else "inactive")
+
+
+def test_a_restoration_with_an_older_business_time_but_a_higher_version_wins() -> None:
+    """A renewal paid on day 36 (before the grace deadline, day 37) but processed after the sweep."""
+    suspended = versioned("suspend", 37, 1)
+    restored = versioned("restore", 36, 2)
+    for order in ([suspended, restored], [restored, suspended]):
+        source = apply_all(ACCESS, [signal("approve", 0), *order])
+        assert source.active and source.changed_at == at(36)
+    # without versions (an older producer) the event times still decide, as before
+    legacy = [signal("approve", 0), signal("suspend", 37), signal("restore", 36)]
+    assert apply_all(ACCESS, legacy).state == "inactive"
+
+
+def test_a_payment_grant_does_not_override_a_versioned_suspension() -> None:
+    source = apply_all(ACCESS, [signal("approve", 0), versioned("suspend", 37, 1), signal("renew", 40)])
+    assert source.state == "inactive" and source.reason == "access suspended: suspend"
+    assert source.apply(versioned("restore", 40, 2)).active
+
+
+def test_a_fixed_term_expiry_is_not_undone_by_a_later_completion() -> None:
+    tx = "tx:HP1"
+    source = apply_all(
+        tx, [signal("approve", 0, tx), versioned("expire", 30, 1, tx), signal("complete", 60, tx)]
+    )
+    assert source.state == "inactive"
+
+
 def test_refund_before_approval_blocks_the_late_approval() -> None:
     source = apply_all(ACCESS, [signal("refund", 50), signal("approve", 10)])
     assert source.state == "revoked"
@@ -167,6 +253,12 @@ def test_access_signals() -> None:
     suspended = access_signal("coursebridge.subscription.access_suspended.v1", "e", data)
     assert suspended is not None
     assert (suspended.kind, suspended.reason) == ("deactivate", "access suspended: overdue")
+    assert (suspended.version, suspended.decision) == (0, None)  # no version: the event times decide
+    restored = access_signal(
+        "coursebridge.subscription.access_restored.v1", "e", {**data, "state": "past_due", "version": 4}
+    )
+    assert restored is not None
+    assert restored.decision == (4, at(9), "active", "access past_due: overdue")
     assert access_signal("coursebridge.subscription.unknown.v1", "e", data) is None
 
 

@@ -48,6 +48,7 @@ def test_sweep_task_answers_the_report(client, store, clock):
         "changed": 1,
         "counts": {"suspended": 1},
         "access_ids": {"suspended": ["sub:SUB-1:4711"]},
+        "reevaluated": 0,
     }
     assert client.post("/tasks/sweep", headers=AUTH).get_json()["changed"] == 0
 

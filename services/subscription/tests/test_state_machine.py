@@ -238,10 +238,54 @@ def test_duplicates_are_no_ops():
     assert outcome.duplicate and outcome.changes == [] and access.to_doc() == doc
 
 
-def test_a_lagging_clock_never_undoes_a_time_based_transition():
-    access, _ = run([fact("purchase_approved", 0), fact("purchase_delayed", 30)], now=38)
+def test_a_clock_lagging_within_the_skew_never_undoes_a_time_based_transition():
+    access, _ = run([fact("purchase_approved", 0), fact("purchase_delayed", 30)], now=37)
     assert access.state == SUSPENDED
-    assert sweep(access, 31) == [] and access.state == SUSPENDED
+    lagging = at(37) - timedelta(seconds=90)  # within the default 2-minute skew
+    outcome = advance(access, lagging)
+    assert outcome.changes == [] and outcome.clock_ahead is None and access.state == SUSPENDED
+    assert access.evaluated_at == ts(37)
+
+
+def test_a_premature_expiry_from_a_clock_running_ahead_is_undone_and_redone_in_time():
+    access, _ = run(
+        [fact("purchase_approved", 0, next=30), fact("subscription_cancellation", 10, next=30)], now=10
+    )
+    assert access.state == CANCELLED
+    fast = advance(access, at(45)).changes  # one pod's clock runs 35 days ahead
+    assert [c.type for c in fast] == [ACCESS_EXPIRED] and fast[0].version == 1
+    honest = advance(access, at(11))
+    assert honest.clock_ahead == ts(45)
+    assert [(c.type, c.state, c.version) for c in honest.changes] == [(ACCESS_RESTORED, CANCELLED, 2)]
+    assert honest.changes[0].reason.startswith("re-evaluated: an earlier evaluation ran on a clock ahead")
+    assert access.evaluated_at == ts(11) and access.next_deadline == ts(30)
+    assert [(c.type, c.version) for c in advance(access, at(30)).changes] == [(ACCESS_EXPIRED, 3)]
+    assert advance(access, at(30)).changes == []
+
+
+def test_the_skew_bound_is_configurable():
+    access, _ = run([fact("purchase_approved", 0), fact("purchase_delayed", 30)], now=37)
+    assert advance(access, at(36), max_skew=timedelta(days=2)).changes == []
+    assert [c.type for c in advance(access, at(36), max_skew=timedelta(0)).changes] == [ACCESS_RESTORED]
+
+
+def test_every_published_change_has_a_higher_version_than_the_one_before():
+    access, emitted = run(
+        [
+            fact("purchase_approved", 0, next=30),
+            fact("purchase_delayed", 30),
+            fact("switch_plan", 31, new_plan=("102", "Pro")),
+        ],
+        now=31,
+    )
+    assert emitted == [PLAN_CHANGED]
+    changes = advance(access, at(37)).changes
+    changes += apply_payment(
+        access, fact("purchase_approved", 36, next=66, recurrence=2), None, at(40)
+    ).changes
+    assert [(c.type, c.version) for c in changes] == [(ACCESS_SUSPENDED, 2), (ACCESS_RESTORED, 3)]
+    assert [change_data(access, c)["version"] for c in changes] == [2, 3]
+    assert changes[1].effective_at == ts(36) < changes[0].effective_at == ts(37)  # business time: older
 
 
 def test_fixed_term_purchase_expires_access_days_after_approval():
@@ -363,6 +407,7 @@ def test_any_arrival_order_with_duplicates_and_sweeps_reaches_the_models_state(c
             (c.type, access.state) for c in apply_payment(access, item, None, at(item_day(item))).changes
         ]
     emitted += [(c.type, access.state) for c in advance(access, at(max(now, 60))).changes]
+    assert access.emitted == len(emitted)  # one version per published change: 1, 2, ... n
     expected = model(facts, max(now, 60))
     assert access.state == expected["state"]
     assert access.paid_through == expected["paid_through"]

@@ -45,6 +45,7 @@ def test_grace_end_is_swept_into_a_suspension_and_staged_in_the_outbox(store):
         "changed": 1,
         "counts": {"suspended": 1},
         "access_ids": {"suspended": ["sub:SUB-1:4711"]},
+        "reevaluated": 0,
     }
     assert outbox_types(store) == [ACCESS_SUSPENDED]
     event = store.query(OUTBOX)[0].data["event"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 from flask import Flask
@@ -20,6 +20,7 @@ from coursebridge.runtime.logging import configure_logging, register_secret
 from coursebridge.runtime.worker import Worker
 from coursebridge.topology import TOPOLOGY
 from subscription.config import SubscriptionSettings
+from subscription.domain.access import DEFAULT_MAX_SKEW
 from subscription.entrypoints.api import subscription_blueprint
 from subscription.entrypoints.handlers import CATALOGUE_SUBSCRIPTION, PAYMENTS_SUBSCRIPTION, dispatchers
 from subscription.service_layer.accesses import OUTBOX, sweep
@@ -45,7 +46,7 @@ def build_api(
     return create_app(
         SERVICE,
         blueprints=[
-            subscription_blueprint(store, settings.admin_token, clock),
+            subscription_blueprint(store, settings.admin_token, clock, settings.max_clock_skew),
             deadletter_blueprint(store, settings.admin_token, handlers),
         ],
         readiness={"store": store.check},
@@ -54,12 +55,12 @@ def build_api(
 
 
 def sweep_loop(
-    store: DocumentStore, interval: float, clock: Clock = utc_now
+    store: DocumentStore, interval: float, clock: Clock = utc_now, max_skew: timedelta = DEFAULT_MAX_SKEW
 ) -> Callable[[threading.Event], None]:
     def loop(stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                sweep(store, clock())
+                sweep(store, clock(), max_skew=max_skew)
             except Exception as error:  # a store hiccup must not kill the worker: next round catches up
                 log.warning("sweep.failed", error=f"{type(error).__name__}: {error}"[:300])
             stop.wait(interval)
@@ -92,8 +93,8 @@ def build_worker(
 
     loops = {"outbox-relay": relay_loop}
     if settings.sweep_interval_seconds:
-        loops["sweep"] = sweep_loop(store, settings.sweep_interval_seconds, clock)
-    payments, catalogue = dispatchers(store, settings.default_grace_days, clock)
+        loops["sweep"] = sweep_loop(store, settings.sweep_interval_seconds, clock, settings.max_clock_skew)
+    payments, catalogue = dispatchers(store, settings.default_grace_days, clock, settings.max_clock_skew)
     return Worker(
         service=SERVICE,
         bus=bus,

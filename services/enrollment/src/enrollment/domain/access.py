@@ -2,16 +2,22 @@
 
 An **access source** is one thing that pays for access: a subscription of one product
 (``sub:<subscriber code>:<product id>``) or a one-off purchase (``tx:<transaction>``). Its state is derived
-from the *event times* of the signals it received, never from their arrival order:
+from what the signals say, never from their arrival order:
 
 - ``revoked``  — a refund or chargeback was seen (terminal: a late approval cannot undo it);
-- ``active``   — its latest activation (approval, complete, restored) is newer than its latest
-  deactivation (suspended, expired);
-- ``inactive`` — its latest deactivation is at least as new as its latest activation (ties deactivate);
-- ``pending``  — nothing that grants was seen yet (e.g. a suspension delivered before the approval).
+- else, once the subscription service has published a *versioned* decision on the access (an access event
+  with ``version`` >= 1), the decision with the **highest version** says ``active`` or ``inactive``. The
+  subscription service is the authority on its accesses and the version is its own change counter, so a
+  restoration decided after a suspension wins even when its business time (``effective_at``) is older —
+  a renewal paid before the grace deadline but processed after the sweep;
+- else (no access event yet, or only old events without a version, which count as version 0) the event
+  times decide: ``active`` when the latest activation (approval, complete, restored) is newer than the
+  latest deactivation (suspended, expired), ``inactive`` when the deactivation is at least as new (ties
+  deactivate), ``pending`` when nothing granted yet (e.g. a suspension delivered before the approval).
 
-Every field only moves by ``max`` (latest time wins) or is set once (revocation), so applying a set of
-signals in any order, any number of times, gives the same source: the merge is commutative and idempotent.
+Every field only moves by ``max`` (latest time wins; the highest ``(version, time, state, reason)`` for
+the decision) or is set once (revocation), so applying a set of signals in any order, any number of times,
+gives the same source: the merge is commutative and idempotent.
 
 Desired courses are *computed* from the active sources and the current product mapping
 (``enrollment.domain.desired``); nothing about courses is accumulated here.
@@ -29,6 +35,8 @@ SourceState = Literal["active", "inactive", "revoked", "pending"]
 # ``purchase_protest`` (a dispute or refund *request*) keeps access until the refund itself arrives.
 GRANTING_KINDS = frozenset({"purchase_approved", "purchase_complete"})
 REVOKING_KINDS = {"purchase_refunded": "purchase refunded", "purchase_chargeback": "purchase charged back"}
+# access states (subscription service) under which the student keeps the courses
+GRANTING_ACCESS_STATES = frozenset({"active", "past_due", "cancelled"})
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,18 @@ class Signal:
     email: str | None = None
     first_name: str | None = None
     last_name: str | None = None
+    # access events only: the subscription service's per-access change counter (0: an event without one)
+    # and the access state it announces (``active``, ``past_due``, ``cancelled``, ``suspended``, ``expired``)
+    version: int | None = None
+    access_state: str | None = None
+
+    @property
+    def decision(self) -> tuple[int, str, str, str] | None:
+        """The versioned decision this signal carries, as the key it is merged by (highest wins)."""
+        if not self.version or self.access_state is None:
+            return None
+        verdict = "active" if self.access_state in GRANTING_ACCESS_STATES else "inactive"
+        return (self.version, self.at, verdict, self.reason)
 
 
 def _later(current: str | None, candidate: str | None) -> str | None:
@@ -87,11 +107,29 @@ class AccessSource:
     transaction: str | None = None
     plan_at: str | None = None
     plan_id: str | None = None
+    # the subscription service's latest versioned decision: it decides once there is one
+    decided_version: int | None = None
+    decided_at: str | None = None
+    decided_state: str | None = None  # "active" | "inactive"
+    decided_reason: str | None = None
+
+    @property
+    def decision(self) -> tuple[int, str, str, str] | None:
+        if self.decided_version is None:
+            return None
+        return (
+            self.decided_version,
+            self.decided_at or "",
+            self.decided_state or "",
+            self.decided_reason or "",
+        )
 
     @property
     def state(self) -> SourceState:
         if self.revoked_at is not None:
             return "revoked"
+        if self.decided_version is not None:
+            return "active" if self.decided_state == "active" else "inactive"
         if self.activated_at is None:
             return "inactive" if self.deactivated_at is not None else "pending"
         if self.deactivated_at is not None and self.deactivated_at >= self.activated_at:
@@ -108,6 +146,8 @@ class AccessSource:
         state = self.state
         if state == "revoked":
             return self.revoked_at
+        if self.decided_version is not None:
+            return self.decided_at
         if state == "inactive":
             return self.deactivated_at
         return self.activated_at
@@ -118,7 +158,7 @@ class AccessSource:
         if state == "revoked":
             return self.revoke_reason
         if state == "inactive":
-            return self.deactivate_reason
+            return self.decided_reason if self.decided_version is not None else self.deactivate_reason
         return None
 
     def apply(self, signal: Signal) -> AccessSource:
@@ -142,6 +182,12 @@ class AccessSource:
         elif signal.kind == "revoke" and _precedes((signal.at, signal.reason), source):
             # Terminal: the earliest refund/chargeback is kept, whatever arrives later.
             source = replace(source, revoked_at=signal.at, revoke_reason=signal.reason)
+        decision = signal.decision
+        if decision is not None and (source.decision is None or decision > source.decision):
+            version, at, verdict, reason = decision
+            source = replace(
+                source, decided_version=version, decided_at=at, decided_state=verdict, decided_reason=reason
+            )
         return source
 
     def view(self) -> dict[str, Any]:

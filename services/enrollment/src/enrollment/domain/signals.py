@@ -70,6 +70,8 @@ def payment_signal(event_id: str, data: dict[str, Any]) -> Signal | None:
 
 
 def access_signal(event_type: str, event_id: str, data: dict[str, Any]) -> Signal | None:
+    """The signal of a subscription access event. Its ``version`` (0 when the producer sent none) and
+    announced state let the subscription service's latest decision win over business times."""
     kind = ACCESS_SIGNALS.get(event_type)
     if kind is None:
         return None
@@ -84,4 +86,6 @@ def access_signal(event_type: str, event_id: str, data: dict[str, Any]) -> Signa
         transaction=data.get("transaction"),
         plan_id=data.get("plan_id"),
         email=normalise_email(email) if email else None,
+        version=int(data.get("version") or 0),
+        access_state=data.get("state"),
     )

@@ -20,6 +20,17 @@ passed with no renewal is suspended (a renewal or a cancellation was lost), rest
 ``apply_payment`` merges one payment fact and re-evaluates; ``advance`` (the sweep)
 only re-evaluates with a later clock. A state change that changes course access yields one ``AccessChange``
 (suspended, restored, expired) and a plan switch on a live access yields ``plan_changed``.
+
+Time between services. Every change carries two things: ``effective_at``, the business time it takes
+effect (a deadline, an approval time), for people and reports; and ``version``, the access's own change
+counter kept in this service's store (1, 2, ...), never a clock. Enrollment lets the highest version
+decide, so a restoration decided after a suspension wins even when its business time is older (a renewal
+paid before the grace deadline but processed after the sweep).
+
+Clock skew. A time-based transition is only as right as the clock that decided it. The clock of the last
+evaluation is kept (``evaluated_at``) so that a slightly lagging pod never undoes a transition, but only
+within ``max_skew``: an evaluation stamped further ahead than this clock plus ``max_skew`` came from a
+clock running fast, and is re-evaluated now (a premature expiry is restored, with a higher version).
 """
 
 from __future__ import annotations
@@ -52,6 +63,8 @@ MAX_APPLIED_IDS = 200
 MAX_HISTORY = 100
 MAX_DELAYS = 50
 MAX_COMPENSATIONS = 20
+MAX_AWAITING_FACTS = 20
+DEFAULT_MAX_SKEW = timedelta(minutes=2)
 
 # --- what a payment event means here ----------------------------------------------------------------------
 
@@ -165,6 +178,26 @@ class PaymentFact:
     @property
     def key(self) -> tuple[str, str]:
         return (self.occurred_at, self.event_id)
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> PaymentFact:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+
+def awaits_terms(fact: PaymentFact, terms: ProductTerms | None) -> bool:
+    """A one-off purchase of a product whose terms are not known yet: it may be fixed-term, so it is kept
+    until the catalogue says (a sale parked for want of a mapping always starts like this)."""
+    return (
+        terms is None
+        and fact.touches_access
+        and not fact.subscriber_code
+        and not fact.is_subscription
+        and bool(fact.transaction)
+    )
 
 
 def access_id_for(fact: PaymentFact, terms: ProductTerms | None) -> str | None:
@@ -320,12 +353,18 @@ class AccessChange:
     effective_at: str
     previous_plan_id: str | None = None
 
+    @property
+    def version(self) -> int:
+        """The access's change counter: only grows, from this service's store (never a clock)."""
+        return self.sequence
+
 
 @dataclass
 class Outcome:
     access: Access
     changes: list[AccessChange] = field(default_factory=list)
     duplicate: bool = False
+    clock_ahead: str | None = None  # a distrusted earlier evaluation time (a clock that ran fast)
 
 
 def _change_type(old: str, new: str) -> str | None:
@@ -379,18 +418,16 @@ def new_access(access_id: str, fact: PaymentFact, terms: ProductTerms | None) ->
     )
 
 
-def apply_payment(
+def merge_payment(
     access: Access,
     fact: PaymentFact,
     terms: ProductTerms | None,
-    now: datetime,
     *,
     default_grace_days: int = DEFAULT_GRACE_DAYS,
-) -> Outcome:
-    """Merge one payment fact into ``access`` (mutated and returned) and re-evaluate it at ``now``."""
+) -> bool:
+    """Merge one payment fact into the registers of ``access`` (mutated); False for a duplicate."""
     if fact.event_id in access.applied:
-        return Outcome(access, duplicate=True)
-    old_plan = access.plan_id
+        return False
     access.grace_days = terms.grace(default_grace_days) if terms is not None else default_grace_days
 
     stamp = {"at": fact.occurred_at, "event_id": fact.event_id}
@@ -419,9 +456,25 @@ def apply_payment(
         if fact.plan_id is not None:
             access.plan_reg = _lww(access.plan_reg, {"id": fact.plan_id, "name": fact.plan_name}, fact)
     access.applied = [*access.applied, fact.event_id][-MAX_APPLIED_IDS:]
+    return True
+
+
+def apply_payment(
+    access: Access,
+    fact: PaymentFact,
+    terms: ProductTerms | None,
+    now: datetime,
+    *,
+    default_grace_days: int = DEFAULT_GRACE_DAYS,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+) -> Outcome:
+    """Merge one payment fact into ``access`` (mutated and returned) and re-evaluate it at ``now``."""
+    old_plan = access.plan_id
+    if not merge_payment(access, fact, terms, default_grace_days=default_grace_days):
+        return Outcome(access, duplicate=True)
 
     outcome = Outcome(access)
-    change = _transition(access, now, fact)
+    change = _transition(access, now, fact, max_skew, outcome)
     if change is not None:
         outcome.changes.append(change)
     elif (
@@ -442,19 +495,37 @@ def apply_payment(
     return outcome
 
 
-def advance(access: Access, now: datetime) -> Outcome:
-    """The sweep's step: re-evaluate at a later ``now`` (grace ended, paid-through or fixed term reached)."""
+def advance(access: Access, now: datetime, *, max_skew: timedelta = DEFAULT_MAX_SKEW) -> Outcome:
+    """The sweep's step: re-evaluate at a later ``now`` (grace ended, paid-through or fixed term reached),
+    or at an earlier one when the last evaluation came from a clock running ahead by more than
+    ``max_skew``."""
     outcome = Outcome(access)
-    change = _transition(access, now, None)
+    change = _transition(access, now, None, max_skew, outcome)
     if change is not None:
         outcome.changes.append(change)
     return outcome
 
 
-def _transition(access: Access, now: datetime, fact: PaymentFact | None) -> AccessChange | None:
+def trusted_clock(evaluated_at: str | None, now: datetime, max_skew: timedelta) -> tuple[str, str | None]:
+    """The clock to evaluate at, and the earlier evaluation time that is distrusted (or None).
+
+    A lagging clock (within ``max_skew``) never undoes a time-based transition: the later evaluation time
+    is kept. An evaluation stamped beyond ``now + max_skew`` was made by a clock running fast: it is not
+    carried forward, so its premature decisions are re-evaluated at ``now``.
+    """
     clock = format_time(now)
-    if access.evaluated_at is not None and access.evaluated_at > clock:
-        clock = access.evaluated_at  # never let a lagging clock undo a time-based transition
+    if evaluated_at is None or evaluated_at <= clock:
+        return clock, None
+    if evaluated_at <= format_time(now + max_skew):
+        return evaluated_at, None
+    return clock, evaluated_at
+
+
+def _transition(
+    access: Access, now: datetime, fact: PaymentFact | None, max_skew: timedelta, outcome: Outcome
+) -> AccessChange | None:
+    clock, distrusted = trusted_clock(access.evaluated_at, now, max_skew)
+    outcome.clock_ahead = distrusted
     evaluation = evaluate(access, clock)
     access.evaluated_at = clock
     access.next_deadline = evaluation.next_deadline
@@ -467,6 +538,9 @@ def _transition(access: Access, now: datetime, fact: PaymentFact | None) -> Acce
         reason, effective_at = evaluation.reason, evaluation.effective_at or clock
     elif fact is not None:
         reason, effective_at = _event_reason(fact, new), fact.occurred_at
+    elif distrusted is not None:
+        reason = f"re-evaluated: an earlier evaluation ran on a clock ahead ({distrusted})"
+        effective_at = clock
     else:
         reason, effective_at = "re-evaluated", clock
     access.state, access.state_since = new, effective_at
@@ -516,6 +590,7 @@ def change_data(access: Access, change: AccessChange) -> dict[str, Any]:
         "reason": change.reason[:500],
         "effective_at": change.effective_at,
         "paid_through": access.paid_through,
+        "version": change.version,
     }
 
 

@@ -11,25 +11,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Blueprint, Flask, Response, g, jsonify, request
 
 from coursebridge.lookup import LookupNotConfigured
 from coursebridge.ports import DocumentStore
 from coursebridge.runtime.auth import require_bearer
+from subscription.domain.access import DEFAULT_MAX_SKEW
 from subscription.service_layer.accesses import accesses_by_email, subscriber_accesses, sweep
 
 
 def subscription_blueprint(
-    store: DocumentStore, admin_token: str | None, clock: Callable[[], datetime]
+    store: DocumentStore,
+    admin_token: str | None,
+    clock: Callable[[], datetime],
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
 ) -> Blueprint:
     blueprint = Blueprint("subscription", __name__)
 
     @blueprint.post("/tasks/sweep")
     @require_bearer(admin_token)
     def run_sweep() -> tuple[Response, int]:
-        report = sweep(store, clock())
+        report = sweep(store, clock(), max_skew=max_skew)
         g.log_fields = {"examined": report.examined, "changed": report.changed}
         return jsonify(report.to_json()), 200
 

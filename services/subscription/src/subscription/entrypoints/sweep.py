@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     lookup.configure_from_env()
     store = open_store(settings.platform, "subscription")
     try:
-        report = sweep(store, utc_now()).to_json()
+        report = sweep(store, utc_now(), max_skew=settings.max_clock_skew).to_json()
         if args.relay:
             bus = open_bus(settings.platform)
             try:
