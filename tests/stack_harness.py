@@ -1,11 +1,12 @@
 """The CourseBridge pipeline as real processes, for end-to-end, fault-injection and security tests.
 
 ``Stack`` starts the TalentLMS fake, ingest (gunicorn API + outbox relay) and enrollment (gunicorn API +
-worker), optionally subscription (API + worker), on loopback ports of their own, on the embedded backend
-or on Google's emulators (``backend="gcp"`` with the emulator hosts and a project of its own). Each process
-runs in its own session, so ``kill()`` (SIGKILL by default) reaches the whole process group, and every
-process's output goes to ``<workdir>/<name>.log``. Waits are bounded; ``stop()`` never leaves anything
-behind (SIGTERM, then SIGKILL after a grace period).
+worker), optionally subscription (API + worker) and an empty Hotmart fake (``hotmart=True``: every process
+gets its HOTMART_* API settings and ``reconcile()`` runs one reconciliation round, as the CronJob does), on
+loopback ports of their own, on the embedded backend or on Google's emulators (``backend="gcp"`` with the
+emulator hosts and a project of its own). Each process runs in its own session, so ``kill()`` (SIGKILL by
+default) reaches the whole process group, and every process's output goes to ``<workdir>/<name>.log``.
+Waits are bounded; ``stop()`` never leaves anything behind (SIGTERM, then SIGKILL after a grace period).
 
 Also: ``Purchases``, a small generator of Hotmart webhooks built from the real samples, with the model of
 the LMS state they must produce.
@@ -36,6 +37,8 @@ import waiting
 HOTTOK = "faults-hottok-5f1c2a"
 ADMIN_TOKEN = "faults-admin-token-9d3e7b"
 LMS_API_KEY = "faults-lms-api-key-4a8c0e"
+HOTMART_CLIENT_ID = "faults-hotmart-client"
+HOTMART_CLIENT_SECRET = "faults-hotmart-secret-7b2d91"  # the test fake's credential, no secret
 GUNICORN = ["-m", "gunicorn", "-c", "python:coursebridge.runtime.gunicorn_conf", "--workers", "1"]
 # Product mappings the tests create: 4711 -> two courses, 4712 -> one. 4799 stays unmapped (parked).
 MAPPINGS = {"4711": ["7", "9"], "4712": ["12"]}
@@ -98,12 +101,14 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         fake_env: dict[str, str] | None = None,
         fast_topology: bool = False,
+        hotmart: bool = False,
     ) -> None:
         self.workdir = workdir
         self.fast_topology = fast_topology
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend = backend
-        self.ports = {name: free_port() for name in ("fake", "ingest", "enrollment", "subscription")}
+        names = ("fake", "ingest", "enrollment", "subscription", *(("hotmart",) if hotmart else ()))
+        self.ports = {name: free_port() for name in names}
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
         env = {
             key: value
@@ -118,6 +123,13 @@ class Stack:
                 "ADMIN_TOKEN",
                 "TALENTLMS_BASE_URL",
                 "TALENTLMS_API_KEY",
+                "HOTMART_CLIENT_ID",
+                "HOTMART_CLIENT_SECRET",
+                "HOTMART_BASIC",
+                "HOTMART_API_BASE_URL",
+                "HOTMART_AUTH_URL",
+                "HOTMART_RECONCILE_LOOP",
+                "HOTMART_FAKE_PORT",
             )
         }
         env.update(
@@ -144,6 +156,13 @@ class Stack:
                 PUBSUB_EMULATOR_HOST=pubsub_host,
                 FIRESTORE_EMULATOR_HOST=firestore_host,
             )
+        if hotmart:
+            env.update(
+                HOTMART_CLIENT_ID=HOTMART_CLIENT_ID,
+                HOTMART_CLIENT_SECRET=HOTMART_CLIENT_SECRET,
+                HOTMART_API_BASE_URL=self.urls["hotmart"],
+                HOTMART_AUTH_URL=f"{self.urls['hotmart']}/security/oauth/token",
+            )
         env.update(extra_env or {})
         self.env = env
         python = sys.executable
@@ -168,6 +187,9 @@ class Stack:
                 ),
                 ("subscription-worker", [python, "-m", "subscription.entrypoints.worker"], {}),
             ]
+        if hotmart:  # empty: each test seeds the sales it needs
+            fake_hotmart = {"HOTMART_FAKE_PORT": str(self.ports["hotmart"]), "HOTMART_FAKE_SEED": "0"}
+            specs.append(("fake-hotmart", [python, "-m", "hotmart_fake"], fake_hotmart))
         for name, argv, extra in specs:
             self.children[name] = Child(name, argv, {**env, **extra}, workdir / f"{name}.log")
 
@@ -212,6 +234,12 @@ class Stack:
             wait_for(
                 lambda: requests.get(self.urls["subscription"] + "/readyz", timeout=2).ok,
                 "subscription to answer",
+                ready_timeout,
+            )
+        if "fake-hotmart" in self.children:
+            wait_for(
+                lambda: requests.get(self.urls["hotmart"] + "/_fake/state", timeout=2).ok,
+                "the Hotmart fake to answer",
                 ready_timeout,
             )
         return self
@@ -316,6 +344,35 @@ class Stack:
         )
         assert response.status_code == 200, (response.status_code, response.text)
         return response.json()
+
+    def hotmart(self, path: str, body: Any) -> Any:
+        """POST a control of the Hotmart fake (``sales``, ``subscriptions``, ``send-webhooks``, ...)."""
+        response = requests.post(f"{self.urls['hotmart']}/_fake/{path}", json=body, timeout=30)
+        assert response.status_code in (200, 201), (path, response.status_code, response.text)
+        return response.json()
+
+    def send_hotmart_webhooks(
+        self, transactions: list[str] | None = None, subscriber_codes: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Have the Hotmart fake send the webhooks of the sales / cancellations it holds to ingest."""
+        body: dict[str, Any] = {"url": f"{self.urls['ingest']}/webhooks/hotmart", "hottok": HOTTOK}
+        if transactions is not None:
+            body["transactions"] = transactions
+        if subscriber_codes is not None:
+            body["subscriber_codes"] = subscriber_codes
+        return self.hotmart("send-webhooks", body)["sent"]
+
+    def reconcile(self, timeout: float = 60.0) -> dict[str, Any]:
+        """One reconciliation round, as the CronJob runs it (``python -m ingest.entrypoints.reconcile``)."""
+        result = subprocess.run(
+            [sys.executable, "-m", "ingest.entrypoints.reconcile"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert result.returncode == 0, f"reconciliation failed:\n{result.stdout}\n{result.stderr}"
+        return json.loads(result.stdout.strip().splitlines()[-1])
 
     def fake_state(self) -> dict[str, Any]:
         response = requests.get(f"{self.urls['fake']}/_fake/state", timeout=10)
