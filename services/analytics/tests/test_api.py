@@ -167,3 +167,22 @@ def test_mrr_and_churn_leave_out_the_month_still_in_progress(client, warehouse):
     assert body["churn"]["subscribers_at_start"] == sum(r["subscribers_at_start"] for r in ended) > 0
     later = reports.summary(warehouse, scope, today=date(2025, 6, 1))
     assert next(c for c in later["currencies"] if c["currency"] == "BRL")["mrr_month"] == date(2025, 3, 1)
+
+
+def test_payments_of_a_transaction_each_once_oldest_first(client, warehouse):
+    events = list(generate_events(600, seed=1))
+    payments = [e for e in events if e.type.startswith("coursebridge.payment.") and e.data.get("transaction")]
+    transaction = payments[0].data["transaction"]
+    project_events(warehouse, [e for e in payments if e.data["transaction"] == transaction], KEY)  # again
+
+    response = client.get(f"/admin/payments?transaction={transaction}", headers=AUTH)
+
+    assert response.status_code == 200
+    rows = response.json["payments"]
+    expected = sorted(e.id for e in payments if e.data["transaction"] == transaction)
+    assert sorted(r["event_id"] for r in rows) == expected  # each once, though projected twice
+    assert [r["occurred_at"] for r in rows] == sorted(r["occurred_at"] for r in rows)
+    assert all(r["transaction"] == transaction and "buyer_key" not in r for r in rows)
+    assert client.get("/admin/payments?transaction=nope-0", headers=AUTH).json == {"payments": []}
+    assert client.get("/admin/payments?transaction=a%20b", headers=AUTH).status_code == 400
+    assert client.get(f"/admin/payments?transaction={transaction}").status_code == 401

@@ -132,6 +132,17 @@ def analytics_blueprint(warehouse: Warehouse, admin_token: str | None) -> Bluepr
             return jsonify(error="not_found", message=f"views: {', '.join(DASHBOARD_VIEWS)}"), 404
         return _answer(lambda: reports.monthly(warehouse, name, _scope()))
 
+    @blueprint.get("/admin/payments")
+    @require_bearer(admin_token)
+    def payments() -> tuple[Response, int]:
+        """Payments of one transaction (the operator console's buyer timeline)."""
+        transaction = (request.args.get("transaction") or "").strip()
+        if not transaction or len(transaction) > 64 or not transaction.replace("-", "").isalnum():
+            return jsonify(
+                error="bad_request", message="?transaction= must be a Hotmart transaction code"
+            ), 400
+        return _answer(lambda: {"payments": reports.payments_of(warehouse, transaction)})
+
     @blueprint.get("/dashboard")
     def dashboard() -> Response:
         html = resources.files("analytics").joinpath("static", "dashboard.html").read_text("utf-8")

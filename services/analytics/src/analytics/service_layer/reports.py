@@ -186,3 +186,35 @@ def options(warehouse: Warehouse) -> dict[str, list[str]]:
         "currencies": warehouse.distinct("revenue_daily", "currency"),
         "reporting_currencies": warehouse.distinct("fx_rates_latest", "reporting_currency"),
     }
+
+
+PAYMENT_FIELDS = (
+    "event_id",
+    "kind",
+    "status",
+    "transaction",
+    "product_id",
+    "plan_id",
+    "currency",
+    "price",
+    "producer_net",
+    "producer_currency",
+    "recurrence_number",
+    "is_subscription",
+    "subscriber_code",
+    "occurred_at",
+)
+
+
+def payments_of(warehouse: Warehouse, transaction: str) -> list[dict[str, Any]]:
+    """Every payment event of one Hotmart transaction, oldest first, each once (the raw table is append-only
+    and may hold an event twice). No buyer field: the operator looked the buyer up elsewhere."""
+    rows = warehouse.query_view("payments", "transaction = @transaction", {"transaction": transaction})
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for row in sorted(rows, key=lambda r: (str(r["occurred_at"]), r["event_id"])):
+        if row["event_id"] in seen:
+            continue
+        seen.add(row["event_id"])
+        out.append({field: row.get(field) for field in PAYMENT_FIELDS})
+    return out

@@ -166,6 +166,10 @@ class Services:
     def accesses(self, **criterion: str) -> list[dict[str, Any]]:
         return self.subscription.call("GET", "/admin/accesses", params=criterion)["accesses"]
 
+    def payments(self, transaction: str) -> list[dict[str, Any]]:
+        """What analytics recorded of a transaction (amounts per currency, kinds, times)."""
+        return self.analytics.call("GET", "/admin/payments", params={"transaction": transaction})["payments"]
+
     # --- dead letters (enrollment and subscription keep theirs) ---
     def deadletters(self, service: str, status: str = "held") -> list[dict[str, Any]]:
         return self._dl(service).call("GET", "/admin/deadletters", params={"status": status})["items"]

@@ -160,6 +160,7 @@ def timeline(
     students: dict[str, dict[str, Any]],
     accesses: list[dict[str, Any]],
     deadletters: list[dict[str, Any]],
+    payments: list[dict[str, Any]] | None = None,
 ) -> list[Entry]:
     """Everything that happened to this buyer, oldest first, each line from the service that knows it."""
     entries: list[Entry] = []
@@ -242,6 +243,22 @@ def timeline(
                     tone="good" if step.get("to") == "active" else "warn",
                 )
             )
+    for payment in payments or []:
+        kind = str(payment.get("kind") or "payment").replace("_", " ")
+        price = payment.get("price")
+        amount = (
+            f"{price:.2f} {payment.get('currency') or ''}".strip() if isinstance(price, int | float) else ""
+        )
+        entries.append(
+            Entry(
+                at=str(payment.get("occurred_at") or ""),
+                service="analytics",
+                title=f"Recorded {kind}" + (f": {amount}" if amount else ""),
+                detail=f"transaction {payment.get('transaction')}"
+                + (f", charge {payment['recurrence_number']}" if payment.get("recurrence_number") else ""),
+                tone="bad" if kind.endswith(("refunded", "chargeback")) else "info",
+            )
+        )
     for letter in deadletters:
         entries.append(
             Entry(

@@ -32,6 +32,9 @@ def held_letters(services: Services, errors: dict[str, str]) -> list[dict[str, A
     return letters
 
 
+MAX_TRANSACTIONS = 20  # payments shown per buyer view (one analytics call each)
+
+
 def find_buyer(services: Services, query: str) -> BuyerView:
     query = query.strip()
     kind = classify(query)
@@ -79,7 +82,14 @@ def find_buyer(services: Services, query: str) -> BuyerView:
             if str(s.get("access_id", "")).startswith("sub:")
         }
     letters = letters_of(held_letters(services, errors), transactions, codes)
-    view.timeline = timeline(ingest=ingest, students=students, accesses=accesses, deadletters=letters)
+    payments = [
+        payment
+        for transaction in sorted(t for t in transactions if t)[:MAX_TRANSACTIONS]
+        for payment in _try(errors, "analytics", lambda t=transaction: services.payments(t), [])
+    ]
+    view.timeline = timeline(
+        ingest=ingest, students=students, accesses=accesses, deadletters=letters, payments=payments
+    )
     return view
 
 
