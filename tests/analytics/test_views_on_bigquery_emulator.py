@@ -44,8 +44,10 @@ REDELIVERED = 70
 NINE_PLACES = Decimal("0.000000001")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
+    """One emulator per test: after the views' long run the emulator process has been seen to die,
+    leaving the next test's client retrying until the timeout. It starts in about a second."""
     emulator = BigQueryEmulator(require_binary(), tmp_path_factory.mktemp("bigquery-emulator"))
     emulator.start()
     try:
