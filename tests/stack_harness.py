@@ -145,6 +145,7 @@ class Stack:
             INGEST_RELAY_POLL_SECONDS="0.05",
             ENROLLMENT_RELAY_POLL_SECONDS="0.05",
             ENROLLMENT_LEASE_SECONDS="6",
+            COURSEBRIDGE_RELAY_LEASE_SECONDS="6",  # a relay restarted after kill -9 takes over soon
             SUBSCRIPTION_SWEEP_INTERVAL_SECONDS="5",
             PYTHONUNBUFFERED="1",
             LOG_LEVEL="INFO",

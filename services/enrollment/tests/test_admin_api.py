@@ -178,7 +178,11 @@ def test_parked_approvals_are_visible_and_granted_after_the_mapping(tmp_path: Pa
     view = client.get("/students/Ana.Souza@example.com/enrollments", headers=AUTH).get_json()
     [course] = view["enrollments"]
     assert (course["course_id"], course["status"], course["granted_by"]) == ("11", "enrolled", ["tx:HP7"])
-    assert course["link"].startswith("https://")  # one click into the course, fetched now
+    assert "link" not in course  # a link costs a TalentLMS call: only when asked for
+    links_before = h.lms.calls["course_link"]
+    linked = client.get("/students/ana.souza@example.com/enrollments?links=true", headers=AUTH).get_json()
+    assert linked["enrollments"][0]["link"].startswith("https://")  # one click into the course, fetched now
+    assert h.lms.calls["course_link"] == links_before + 1
     assert view["sources"][0]["transaction"] == "HP7"
     empty = client.get("/students/nobody@example.com/enrollments", headers=AUTH).get_json()
     assert (empty["email_known"], empty["enrollments"]) == (False, [])

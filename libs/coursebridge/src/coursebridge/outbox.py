@@ -22,6 +22,7 @@ an outbox whatever the replica count; the others stand by and take over when it 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import weakref
@@ -62,7 +63,7 @@ OUTBOX_QUARANTINED = Counter(
 OUTBOX_KIND = "outbox"
 KEYS_SUFFIX = "-keys"
 QUARANTINE_SUFFIX = "-quarantine"
-RELAY_LEASE_TTL = 30.0
+RELAY_LEASE_TTL = float(os.environ.get("COURSEBRIDGE_RELAY_LEASE_SECONDS") or 30.0)  # standby takeover
 STANDBY_POLL_SECONDS = 2.0
 
 _last_sequence = 0

@@ -19,7 +19,7 @@ person acting in ``X-CourseBridge-Actor`` (kept in the audit trail; default ``ad
 - ``POST /admin/students/<email>/resync`` recompute desired, re-read TalentLMS, act (202)
 - ``GET /admin/audit/last`` / ``POST /admin/audit``  the last drift audit / ask for one now (202)
 - ``GET /students/<email>/enrollments``   the student's courses with status, reason, queue position and
-  ETA, and a one-click TalentLMS link per enrolled course (fetched on demand, never stored)
+  ETA; with ``?links=true`` a one-click TalentLMS link per enrolled course (fetched then, never stored)
 """
 
 from __future__ import annotations
@@ -196,7 +196,10 @@ def admin_blueprint(
     def enrollments(email: str) -> tuple[Response, int]:
         if not is_valid_email(email):
             return _bad_request("the path must contain a valid e-mail address")
-        return jsonify(student_view(store, email, links=_links(lms))), 200
+        # Each link is a counted TalentLMS call: only a student-facing page asks for them (?links=true);
+        # operator tools and polls do not spend the quota.
+        wants_links = request.args.get("links", "").lower() in ("1", "true", "yes")
+        return jsonify(student_view(store, email, links=_links(lms) if wants_links else None)), 200
 
     return blueprint
 
