@@ -96,3 +96,36 @@ def test_singleton_loop_runs_rounds_on_one_replica_only(store_backend: StoreBack
 
     assert sum(rounds.values()) >= 5
     assert min(rounds.values()) == 0  # the standby never worked while the holder was alive
+
+
+class FlakyStore:
+    """The real store, whose next transaction fails (as a store outage or contention would)."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+        self.owner = store.owner
+        self.fail_next = False
+
+    def transaction(self, work):
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("store unreachable")
+        return self._store.transaction(work)
+
+    def get(self, kind, doc_id):
+        return self._store.get(kind, doc_id)
+
+
+def test_a_failed_renewal_does_not_lock_the_holder_out(store_backend: StoreBackend) -> None:
+    clock = Clock()
+    store = FlakyStore(store_backend.make("enrollment"))
+    lease = Lease(store, "dispatcher", holder="pod-a", ttl=30, clock=clock)  # type: ignore[arg-type]
+    assert lease.acquire()
+
+    store.fail_next = True
+    with pytest.raises(ConnectionError):
+        lease.acquire()
+    clock.now += 5
+
+    assert lease.acquire() is True  # still ours: renewed, not waiting 30 s for its own lease to expire
+    assert lease.current().term == 1

@@ -98,7 +98,9 @@ class Lease:
         try:
             self._term = self.store.transaction(work)
         except Exception:
-            self._term = None
+            # Unknown whether the renewal was stored: keep the term, so the next try recognises our own
+            # lease (clearing it would lock every replica out until it expired). The caller does no work
+            # this round.
             raise
         finally:
             LEASE_HELD.labels(self.store.owner, self.name).set(1 if self._term is not None else 0)
