@@ -166,6 +166,8 @@ def singleton(
                 if not held:
                     stop.wait(standby)
                     continue
+                if stop.is_set():  # stopping: start no new round, even one the lease now allows
+                    break
                 try:
                     wait = work_round()
                 except Exception as error:
