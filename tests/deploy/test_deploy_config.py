@@ -269,7 +269,7 @@ def test_each_service_publishes_only_its_own_topics_and_dead_letter_topics() -> 
     }
     assert published == {
         "ingest": {"payments"},
-        "enrollment": {"enrollments", "catalogue"} | own_dead_letters["enrollment"],
+        "enrollment": {"enrollments", "catalogue", "learning"} | own_dead_letters["enrollment"],
         "subscription": {"subscriptions"} | own_dead_letters["subscription"],
         "analytics": own_dead_letters["analytics"],
     }

@@ -13,6 +13,7 @@ PAYMENTS = "payments"
 ENROLLMENTS = "enrollments"
 SUBSCRIPTIONS = "subscriptions"
 CATALOGUE = "catalogue"
+LEARNING = "learning"
 
 DEAD_LETTER_SUFFIX = ".dead-letter"
 HOLD_SUFFIX = ".hold"
@@ -59,7 +60,7 @@ def _subscription(service: str, topic: str, *, ordered: bool = True) -> Subscrip
 
 
 TOPOLOGY = Topology(
-    topics=(PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE),
+    topics=(PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE, LEARNING),
     subscriptions=(
         # Enrollment merges every event into its access source in any order (event time, per-access
         # version) and acts later from its own queue: it needs no ordered delivery, and unordered delivery
@@ -72,5 +73,7 @@ TOPOLOGY = Topology(
         _subscription("analytics", ENROLLMENTS),
         _subscription("analytics", SUBSCRIPTIONS),
         _subscription("analytics", CATALOGUE),
+        # Learning activity is appended and deduplicated by its id in the views: order does not matter.
+        _subscription("analytics", LEARNING, ordered=False),
     ),
 )

@@ -25,4 +25,4 @@ __all__ = [
 ]
 
 # Every contract lives in this library and is registered on import, so every process knows every type.
-from coursebridge.events import access, catalogue, diagnostics, enrollments, payments  # noqa: F401
+from coursebridge.events import access, catalogue, diagnostics, enrollments, learning, payments  # noqa: F401
