@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+import requests
 
 from coursebridge.events.contracts import load_schema
 from coursebridge.topology import LEARNING
@@ -266,3 +267,33 @@ def test_the_watermark_is_stored_per_type(harness: Harness) -> None:
 
     assert h.store.get(LMS_STATE, watermark_doc("user_login_user"))["at"] == at(100)
     assert h.store.get(LMS_STATE, watermark_doc("course_completion")) is None
+
+
+def test_the_poller_reads_the_served_fake_talentlms(tmp_path: Path, fake_lms: Any) -> None:
+    platform = fake_lms.platform()
+    h = Harness(tmp_path, lms=platform, learning_interval=900)  # type: ignore[arg-type]
+    try:
+        h.map("4711", {"course_ids": ["7", "9"]})
+        h.pay(transaction="HP1", product="4711")
+        h.drain()
+        ana = user_id(h)
+        for path, body in (
+            ("logins", {"user_id": ana, "at": at(100)}),
+            ("completions", {"user_id": ana, "course_id": "9", "at": at(200)}),
+        ):
+            assert requests.post(f"{fake_lms.url}/_fake/{path}", json=body, timeout=5).status_code == 200
+        calls_before = fake_lms.snapshot()["calls_total"]
+
+        run = poller(h).step(platform.quota())
+        again = poller(h).step(platform.quota())
+        published = activities(h)
+    finally:
+        h.close()
+
+    assert run.published == {"signed_in": 1, "course_completed": 1}
+    assert again.published == {"signed_in": 0, "course_completed": 0}
+    assert published == [("signed_in", ana, None, ["HP1"]), ("course_completed", ana, "9", ["HP1"])]
+    snapshot = fake_lms.snapshot()
+    assert (
+        snapshot["calls"]["gettimeline"] == 4 and snapshot["calls_total"] - calls_before == 6
+    )  # + ratelimit
