@@ -297,3 +297,45 @@ def test_the_poller_reads_the_served_fake_talentlms(tmp_path: Path, fake_lms: An
     assert (
         snapshot["calls"]["gettimeline"] == 4 and snapshot["calls_total"] - calls_before == 6
     )  # + ratelimit
+
+
+def test_re_reads_after_a_gap_stay_within_the_share(harness: Harness) -> None:
+    h, ana = harness, user_id(harness)
+    h.lms.complete(ana, "12", at(1))
+    poller(h).step()
+    h.clock.now += 3601  # a fresh quota hour for the share below
+    for second in range(250):
+        h.lms.complete(ana, "9" if second < 100 else "7", at(100 + second))  # course 9's are the oldest
+    hour = Quota(limit=60, remaining=60, reset_at=h.clock() + 3600)  # 3 learning calls this hour
+
+    run = poller(h).step(hour)
+
+    assert run.calls == {"user_login_user": 1, "course_completion": 2} and run.share_spent
+    assert run.courses_reread == ["7"] and run.gaps == ["course_completion"]
+    # The share ends before course 9 is re-read: its 50 oldest completions stay out of reach (documented).
+    assert run.published["course_completed"] == 200
+    assert poller(h).due() is False  # the next poll waits for the share to refill
+
+
+def test_a_crash_between_chunks_publishes_nothing_twice(harness: Harness, monkeypatch) -> None:
+    h, ana = harness, user_id(harness)
+    for second in range(150):
+        h.lms.sign_in(ana, at(100 + second))  # two chunks of one transaction each
+    real = h.store.transaction
+    done = []
+
+    def crash_on_second_chunk(work):
+        if done:
+            raise RuntimeError("killed")
+        done.append(True)
+        return real(work)
+
+    monkeypatch.setattr(h.store, "transaction", crash_on_second_chunk)
+    with pytest.raises(RuntimeError):
+        poller(h).step()
+    monkeypatch.setattr(h.store, "transaction", real)
+    h.restart()
+    poller(h).step()
+
+    ids = [e["data"]["activity_id"] for e in learning_events(h)]
+    assert len(ids) == 150 and len(set(ids)) == 150

@@ -63,6 +63,7 @@ from enrollment.service_layer.repository import (
     PRODUCTS,
     STUDENTS,
     StoreReader,
+    StudentUnit,
     load_student,
     mapping_from_doc,
 )
@@ -175,7 +176,10 @@ class LearningPoller:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if interval < 0 or not 0 <= quota_share <= 1:
-            raise ValueError("the learning interval must be >= 0 and its quota share within 0..1")
+            raise ValueError(
+                "ENROLLMENT_LEARNING_INTERVAL_SECONDS must be >= 0 and ENROLLMENT_LEARNING_QUOTA_SHARE "
+                "within 0..1"
+            )
         self.store = store
         self.lms = lms
         self.outbox = outbox
@@ -224,7 +228,8 @@ class LearningPoller:
             raise  # the dispatcher's housekeeping pauses on a rejected key and logs the rest
         finally:
             if sign_in_gap:
-                interval = max(MIN_INTERVAL_SECONDS, min(interval, self.interval) / 2)
+                floor = min(MIN_INTERVAL_SECONDS, self.interval)
+                interval = max(floor, min(interval, self.interval) / 2)
             elif run.calls.get(SIGN_INS):
                 interval = self.interval  # an answer that was not full: back to the configured pace
             now = self.clock()
@@ -271,6 +276,11 @@ class LearningPoller:
                     for entry in reread:
                         entries.setdefault(entry.key, entry)
                     run.courses_reread.append(course)
+                    full = len(reread) >= TIMELINE_LIMIT
+                    if full and mark is not None and all(mark.passed_by(e) for e in reread):
+                        # More than 200 completions of this one course since the last poll: some are lost.
+                        TIMELINE_GAPS.labels(event_type).inc()
+                        run.gaps.append(f"{event_type}:course_id={course}")
         finally:
             # Whatever was read is published, even when the share ran out during the re-reads.
             fresh = sorted(
@@ -338,16 +348,16 @@ class LearningPoller:
         """Outbox entries for the chunk and the advanced watermark, in one transaction."""
         observed_at = format_time(utc_now())
         events = []
-        students: dict[str, str | None] = {}
+        students: dict[str, StudentUnit | None] = {}  # by TalentLMS user id, read once per chunk
         for entry in chunk:
             if entry.user_id not in students:
                 students[entry.user_id] = self._student_of(entry.user_id)
-            student_id = students[entry.user_id]
-            if student_id is None:
+            unit = students[entry.user_id]
+            if unit is None:
                 run.unknown_users += 1
                 UNKNOWN_USERS.inc()
                 continue
-            events.append((entry, self._event(entry, student_id, observed_at)))
+            events.append((entry, self._event(entry, unit, observed_at)))
 
         def work(tx: Transaction) -> int:
             mark = Watermark.from_json(tx.get(LMS_STATE, watermark_doc(event_type)))
@@ -365,17 +375,15 @@ class LearningPoller:
         run.published[activity] = run.published.get(activity, 0) + written
         EVENTS_PUBLISHED.labels(activity).inc(written)
 
-    def _student_of(self, lms_user_id: str) -> str | None:
+    def _student_of(self, lms_user_id: str) -> StudentUnit | None:
+        """The student TalentLMS's user is (``students.lms.user_id``), with sources and mappings."""
         found = self.store.query(STUDENTS, [Filter("lms.user_id", "==", lms_user_id)], limit=1)
-        return found[0].id if found else None
+        return load_student(StoreReader(self.store), found[0].id) if found else None
 
-    def _event(self, entry: TimelineEntry, student_id: str, observed_at: str) -> Any:
-        unit = load_student(StoreReader(self.store), student_id)
-        sources = unit.sources if unit is not None else []
-        mappings = unit.mappings if unit is not None else {}
+    def _event(self, entry: TimelineEntry, unit: StudentUnit, observed_at: str) -> Any:
         purchases = [
             {"access_id": s.access_id, "transaction": s.transaction, "product_id": s.product_id}
-            for s in attributed(entry, sources, mappings)
+            for s in attributed(entry, unit.sources, unit.mappings)
         ][:MAX_PURCHASES]
         data = {
             "activity_id": entry.key,
