@@ -339,3 +339,13 @@ def test_a_crash_between_chunks_publishes_nothing_twice(harness: Harness, monkey
 
     ids = [e["data"]["activity_id"] for e in learning_events(h)]
     assert len(ids) == 150 and len(set(ids)) == 150
+
+
+def test_a_five_second_window_reported_as_the_quota_does_not_size_the_share(harness: Harness) -> None:
+    h = harness
+    short = Quota(limit=200, remaining=150, reset_at=h.clock() + 4)  # a portal without an hourly quota
+    hour = Quota(limit=10_000, remaining=9_000, reset_at=h.clock() + 1800)
+
+    assert poller(h).allowed_per_hour(short) == 100  # 5 % of the configured 2,000
+    assert poller(h).allowed_per_hour(hour) == 500
+    assert poller(h).allowed_per_hour(None) == 100

@@ -78,6 +78,8 @@ CLOUDEVENT_TYPE = {SIGN_INS: LEARNING_SIGNED_IN, COMPLETIONS: LEARNING_COURSE_CO
 EVENT_SOURCE = "coursebridge/enrollment"
 STATE_DOC = "learning"
 MIN_INTERVAL_SECONDS = 60.0
+SHORT_LIMIT = 200  # TalentLMS's 5-second limit, which GET ratelimit reports when a portal has no quota
+SHORT_WINDOW_SECONDS = 5.0
 CHUNK = 100  # entries per transaction: 100 outbox entries + their key queues stay under Firestore's 500
 MAX_PURCHASES = 200  # the contract's maxItems
 KEYS_KEPT = 1000  # keys kept at the watermark's second (more than TalentLMS answers at once)
@@ -319,16 +321,26 @@ class LearningPoller:
 
     # --- the quota share -----------------------------------------------------------------------------------
 
+    def hourly(self, quota: Quota | None) -> Quota | None:
+        """``quota`` when it describes the hour: a portal without an hourly quota (the local fake) reports
+        its 5-second window in ``GET ratelimit``, which must not size the learning share."""
+        if quota is None or quota.limit <= 0:
+            return None
+        if quota.limit > SHORT_LIMIT or quota.reset_at - self.clock() > SHORT_WINDOW_SECONDS + 1:
+            return quota
+        return None
+
     def allowed_per_hour(self, quota: Quota | None) -> int:
-        limit = quota.limit if quota is not None and quota.limit > 0 else self.hourly_quota
-        return int(limit * self.quota_share)
+        hourly = self.hourly(quota)
+        return int((hourly.limit if hourly is not None else self.hourly_quota) * self.quota_share)
 
     def _spend(self, quota: Quota | None, state: dict[str, Any]) -> None:
         """Take one call from this quota hour's learning share (stored: a restart does not refill it)."""
         now = self.clock()
         hour = dict(state.get("hour") or {})
         if now >= float(hour.get("ends_at") or 0.0):
-            ends_at = quota.reset_at if quota is not None and quota.reset_at > now else None
+            hourly = self.hourly(quota)
+            ends_at = hourly.reset_at if hourly is not None and hourly.reset_at > now else None
             hour = {"ends_at": ends_at or now + self.quota_window_seconds, "calls": 0}
         if int(hour["calls"]) >= self.allowed_per_hour(quota):
             state["hour"] = hour
