@@ -234,7 +234,7 @@ class TalentLmsClient:
 
         The answer names the user (login, e-mail, full name): only the ids and the time are kept, and
         nothing of it is logged. Entries come back oldest first, sorted here (the answer's order is not
-        documented); an entry without a user id or a readable ``unix_timestamp`` is skipped and counted.
+        documented); an entry without a user id or a readable ``unix_timestamp`` is skipped (count logged).
         """
         args = {"event_type": event_type}
         if user_id is not None:
@@ -250,14 +250,13 @@ class TalentLmsClient:
         if not isinstance(body, list):
             count("timeline", "in_doubt")
             raise LmsInDoubt("TalentLMS answered gettimeline with something other than a list")
-        entries = []
-        for item in body:
-            entry = _timeline_entry(event_type, item)
-            if entry is None:
-                count("timeline", "unreadable_entry")
-                continue
-            entries.append(entry)
+        entries = [e for e in (_timeline_entry(event_type, item) for item in body) if e is not None]
         count("timeline", "ok")
+        if len(entries) < len(body):
+            # Ids and counts only: an entry also names the user.
+            log.warning(
+                "lms_timeline_entries_unreadable", event_type=event_type, skipped=len(body) - len(entries)
+            )
         entries.sort(key=lambda e: (e.occurred_at, e.key))
         return entries
 
