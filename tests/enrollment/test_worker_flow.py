@@ -18,6 +18,7 @@ from coursebridge.deadletters import DEADLETTERS, deadletter_id
 from coursebridge.events import Event
 from coursebridge.events.catalogue import PRODUCT_MAPPED
 from coursebridge.events.enrollments import ENROLLMENT_GRANTED, ENROLLMENT_REVOKED
+from coursebridge.events.learning import LEARNING_COURSE_COMPLETED, LEARNING_SIGNED_IN
 from coursebridge.ports import Delivery
 from coursebridge.topology import PAYMENTS, TOPOLOGY
 from enrollment.adapters.memory_lms import InMemoryLearningPlatform
@@ -27,7 +28,7 @@ from enrollment.entrypoints.replay import replay
 from enrollment.service_layer.catalogue import Catalogue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "enrollment" / "tests"))
-from saga_support import payment_event
+from saga_support import BASE_TIME, payment_event
 
 EMAIL = "ana.souza@example.com"
 WAIT = 30.0
@@ -42,7 +43,7 @@ pytestmark = [
 
 
 class Stack:
-    def __init__(self, bus_backend, store_backend, tmp_path: Path) -> None:
+    def __init__(self, bus_backend, store_backend, tmp_path: Path, *, learning_interval: float = 900) -> None:
         from enrollment.bootstrap import build_worker
 
         self.bus = bus_backend.make()
@@ -53,6 +54,7 @@ class Stack:
             platform=PlatformSettings(backend="embedded", data_dir=tmp_path, service_name="enrollment"),
             relay_poll_interval=0.05,
             lease_seconds=6,
+            learning_interval=learning_interval,
         )
         self.worker = build_worker(settings, store=self.store, bus=self.bus, lms=self.lms)
         self.received: list[Event] = []
@@ -60,6 +62,7 @@ class Stack:
         self._listeners = [
             self.bus.subscribe("analytics.enrollments", self._record),
             self.bus.subscribe("subscription.catalogue", self._record),
+            self.bus.subscribe("analytics.learning", self._record),
         ]
 
     def _record(self, event: Event, _delivery: Delivery) -> None:
@@ -145,3 +148,35 @@ def test_dead_letters_are_kept_by_the_service_and_replayed_once(stack: Stack) ->
     again = replay(stack.bus, stack.store, ("enrollment.payments",), idle_seconds=0.5)
     assert [(o.id, o.outcome) for o in again.outcomes] == [(ids[1], "failed")]
     assert stack.store.get(DEADLETTERS, ids[1])["replays"] == 2
+
+
+def test_learning_activity_is_read_from_the_timeline_and_published_once(
+    bus_backend, store_backend, tmp_path: Path
+) -> None:
+    stack = Stack(bus_backend, store_backend, tmp_path, learning_interval=1)
+    stack.worker.start()
+    try:
+        Catalogue(stack.store).put(parse_mapping("4711", {"course_ids": ["7"]}))
+        stack.publish(payment_event(transaction="HP1", second=0))
+        wait_for(lambda: stack.lms.enrolled(EMAIL) == {"7"}, "enrollment in 7")
+        user = stack.lms.user_by_email(EMAIL)
+        assert user is not None
+        start = int(BASE_TIME.timestamp())
+        stack.lms.sign_in(user.id, start + 60)
+        stack.lms.complete(user.id, "7", start + 120)
+        wait_for(
+            lambda: (
+                len(stack.events(LEARNING_SIGNED_IN)) == 1
+                and len(stack.events(LEARNING_COURSE_COMPLETED)) == 1
+            ),
+            "a signed-in and a course-completed event",
+        )
+        time.sleep(2.5)  # more polls: nothing twice
+    finally:
+        stack.stop()
+
+    assert len(stack.events(LEARNING_SIGNED_IN)) == 1 and len(stack.events(LEARNING_COURSE_COMPLETED)) == 1
+    (completed,) = stack.events(LEARNING_COURSE_COMPLETED)
+    assert completed.data["lms_user_id"] == user.id and completed.data["course_id"] == "7"
+    assert [p["transaction"] for p in completed.data["purchases"]] == ["HP1"]
+    assert stack.lms.calls["timeline"] >= 4  # several polls (2 calls each) found nothing more

@@ -43,7 +43,13 @@ class Clock:
 
 class Harness:
     def __init__(
-        self, path: Path, *, batch_threshold: int = 0, lms: InMemoryLearningPlatform | None = None
+        self,
+        path: Path,
+        *,
+        batch_threshold: int = 0,
+        lms: InMemoryLearningPlatform | None = None,
+        learning_interval: float = 0,
+        learning_quota_share: float = 0.05,
     ) -> None:
         from coursebridge.config import PlatformSettings
 
@@ -56,6 +62,8 @@ class Harness:
             platform=PlatformSettings(backend="embedded", data_dir=path, service_name="enrollment"),
             batch_threshold=batch_threshold,
             audit_interval=0,
+            learning_interval=learning_interval,
+            learning_quota_share=learning_quota_share,
         )
         self.intake = Intake(self.store, clock=self.clock.text)
         self.catalogue = Catalogue(self.store, clock=self.clock.text)
@@ -80,6 +88,8 @@ class Harness:
         if self.dispatcher.audit is not None:
             self.dispatcher.audit.clock = self.clock
             self.dispatcher.audit.now = self.clock.text
+        if self.dispatcher.learning is not None:
+            self.dispatcher.learning.clock = self.clock
         return self.dispatcher
 
     def map(self, product: str = "4711", body: dict | None = None) -> None:

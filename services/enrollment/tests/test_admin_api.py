@@ -73,6 +73,7 @@ def catalogue_events(store: SqliteStore) -> list[Event]:
         ("post", "/admin/students/ana@example.com/resync"),
         ("get", "/admin/audit/last"),
         ("post", "/admin/audit"),
+        ("get", "/admin/learning"),
         ("get", "/students/ana@example.com/enrollments"),
     ],
 )
@@ -321,3 +322,28 @@ def test_students_are_found_by_transaction(tmp_path: Path) -> None:
     assert client.get("/admin/students?transaction=HP00", headers=AUTH).get_json() == {"students": []}
     assert client.get("/admin/students", headers=AUTH).status_code == 400
     assert client.get("/admin/students?transaction=HP77").status_code == 401
+
+
+def test_the_learning_poll_state_is_shown(tmp_path: Path) -> None:
+    h = Harness(tmp_path, learning_interval=900)
+    seed_courses(h.store)
+    client = _client(tmp_path, h)
+    before = client.get("/admin/learning", headers=AUTH).get_json()
+    h.map()
+    h.pay()
+    h.drain()
+    user = h.lms.user_by_email("ana.souza@example.com")
+    h.lms.sign_in(user.id, 1_800_000_000)
+    h.lms.sign_in("4242", 1_800_000_001)  # a TalentLMS user CourseBridge does not know
+    assert h.dispatcher.learning is not None
+    h.dispatcher.learning.step()
+
+    state = client.get("/admin/learning", headers=AUTH).get_json()
+
+    assert before["watermarks"] == {"user_login_user": None, "course_completion": None}
+    assert state["watermarks"]["user_login_user"]["at"] == "2027-01-15T08:00:01.000Z"
+    assert state["watermarks"]["course_completion"] is None
+    assert state["last_run"]["published"] == {"signed_in": 1, "course_completed": 0}
+    assert state["last_run"]["unknown_users"] == 1 and state["hour"]["calls"] == 2
+    assert "ana.souza" not in str(state)
+    h.close()

@@ -4,7 +4,9 @@ Environment: TALENTLMS_FAKE_PORT; the API key from TALENTLMS_FAKE_API_KEY, else 
 ``local-fake-talentlms-key``; TALENTLMS_FAKE_RATE_LIMIT (200) calls per TALENTLMS_FAKE_RATE_WINDOW_SECONDS
 (5); TALENTLMS_FAKE_HOURLY_QUOTA (unset = none) per TALENTLMS_FAKE_QUOTA_WINDOW_SECONDS (3600);
 TALENTLMS_FAKE_TASK_DELAY_SECONDS (0.2); TALENTLMS_FAKE_LOG=1 prints one line per call (endpoint and
-status only). Flags override the environment: ``--port``, ``--quota 2000 --quota-window 60`` (a compressed
+status only); TALENTLMS_FAKE_SIMULATE_LEARNERS=1 (``--simulate-learners``) makes a share of enrolled users
+sign in and complete courses by themselves (``make run`` sets it). Flags override the environment:
+``--port``, ``--quota 2000 --quota-window 60`` (a compressed
 hour for benchmarks), ``--rate-limit``, ``--rate-window``, ``--task-delay``, ``--api-version`` (repeat to
 accept only those ``X-API-Version`` values), ``--log``. Seeds DEMO_COURSES, which match the sample Hotmart
 products 4711 and 4712.
@@ -17,10 +19,11 @@ import json
 import os
 import signal
 import sys
+import threading
 
 from talentlms_fake.app import STATE_EXTENSION, create_app
 from talentlms_fake.server import FakeServer
-from talentlms_fake.state import DEMO_MAPPINGS
+from talentlms_fake.state import DEMO_MAPPINGS, FakeState
 
 DEFAULT_API_KEY = "local-fake-talentlms-key"
 
@@ -49,6 +52,12 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
         "--task-delay", type=float, default=float(env.get("TALENTLMS_FAKE_TASK_DELAY_SECONDS") or 0.2)
     )
     parser.add_argument("--api-version", action="append", default=None, help="accepted X-API-Version")
+    parser.add_argument(
+        "--simulate-learners",
+        action="store_true",
+        default=env.get("TALENTLMS_FAKE_SIMULATE_LEARNERS", "").lower() in ("1", "true", "yes"),
+        help="enrolled users sign in and complete courses by themselves (make run's Learning dashboard)",
+    )
     parser.add_argument(
         "--log",
         action="store_true",
@@ -87,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"    {product}  {json.dumps(mapping)}")
     print(f"  test controls: {server.url}/_fake/ (state, failures, reset, courses, users)", flush=True)
 
+    if options.simulate_learners:
+        print("  learner simulation on: enrolled users sign in and complete courses by themselves")
+        threading.Thread(target=_simulate, args=(state,), name="learners", daemon=True).start()
+
     def stop(_signum: int, _frame: object) -> None:
         raise SystemExit(0)
 
@@ -98,6 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.stop()
     return 0
+
+
+SIMULATION_TICK_SECONDS = 2.0
+
+
+def _simulate(state: FakeState) -> None:
+    """Tick the learner simulation until the process ends (a daemon thread)."""
+    stopped = threading.Event()
+    while not stopped.wait(SIMULATION_TICK_SECONDS):
+        state.simulate_learners()
 
 
 if __name__ == "__main__":

@@ -242,7 +242,35 @@ def create_app(
             return _control_error(exc.message)
         return jsonify({"user_id": str(body["user_id"]), "course_id": str(body["course_id"])})
 
+    @app.post("/_fake/logins")
+    def sign_in() -> Response:
+        """A user signs in to the portal (timeline ``user_login_user``), now or ``at`` (epoch seconds)."""
+        return _learner_event(state, "user_login_user", course=False)
+
+    @app.post("/_fake/completions")
+    def complete() -> Response:
+        """A user completes a course they are enrolled in (timeline ``course_completion``)."""
+        return _learner_event(state, "course_completion", course=True)
+
     return app
+
+
+def _learner_event(state: FakeState, event_type: str, *, course: bool) -> Response:
+    body = request.get_json(silent=True)
+    course_part = ', "course_id": "7"' if course else ""
+    usage = '{"user_id": "1"' + course_part + ', "at": <epoch seconds, optional>}'
+    if not isinstance(body, dict) or not body.get("user_id") or (course and not body.get("course_id")):
+        return _control_error(f"expected JSON {usage}")
+    try:
+        at = None if body.get("at") is None else float(body["at"])
+        event = state.record_event(
+            event_type, str(body["user_id"]), str(body["course_id"]) if course else None, at
+        )
+    except (TypeError, ValueError):
+        return _control_error(f"expected JSON {usage}")
+    except ApiError as exc:
+        return _control_error(exc.message, exc.status)
+    return jsonify({k: event[k] for k in ("action", "user_id", "object_id", "unix_timestamp")})
 
 
 def _actions(state: FakeState) -> dict[str, tuple[str, Callable[[Args], Any]]]:
@@ -291,6 +319,12 @@ def _actions(state: FakeState) -> dict[str, tuple[str, Callable[[Args], Any]]]:
             raise ApiError(400, INVALID_ARGUMENTS)
         return {"goto_url": state.goto_url(request.host_url, args["user_id"], args["course_id"])}
 
+    def gettimeline(args: Args) -> Any:
+        event_type = args.pop("event_type", "")
+        if not event_type:
+            raise ApiError(400, INVALID_ARGUMENTS)
+        return state.get_timeline(event_type, args)
+
     def ratelimit(args: Args) -> Any:
         if args:
             raise ApiError(400, INVALID_ARGUMENTS)
@@ -304,6 +338,7 @@ def _actions(state: FakeState) -> dict[str, tuple[str, Callable[[Args], Any]]]:
         "usersetstatus": ("GET", usersetstatus),
         "courses": ("GET", courses),
         "gotocourse": ("GET", gotocourse),
+        "gettimeline": ("GET", gettimeline),
         "ratelimit": ("GET", ratelimit),
     }
 

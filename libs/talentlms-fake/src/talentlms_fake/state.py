@@ -6,6 +6,7 @@ Every public method takes the one lock, so a threaded server can call them from 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import secrets
@@ -40,6 +41,19 @@ V2_PAGE_SIZE = "page[size] must be between 1 and 100"
 V2_BAD_FILTER = "Invalid filter value"
 TASK_NOT_FOUND = "The requested task does not exist"
 BATCH_MAX_ITEMS = 100
+# ``gettimeline`` answers the last TIMELINE_LIMIT events of one type (of those matching its filters).
+TIMELINE_LIMIT = 200
+TIMELINE_EVENT_TYPES = (
+    "course_add_user",
+    "course_remove_user",
+    "course_completion",
+    "course_failure",
+    "course_reset_user_progress",
+    "user_login_user",
+    "unitprogress_test_completion",
+    "certification_issue_certification",
+)
+TIMELINE_FILTERS = ("user_id", "course_id", "branch_id", "group_id", "unit_id")
 
 # none: no failure; 429 / 500: refused before anything happens; acted_500: the action TAKES EFFECT, then
 # the answer is a 500; slow: the action takes effect, the answer is held ``seconds``.
@@ -226,6 +240,9 @@ class FakeState:
         self.tasks: dict[str, Task] = {}
         self.fail_next_tasks = 0
         self._updated_at: dict[str, float] = {}  # user id -> last change, for v2's last_updated filter
+        # Every timeline event ever recorded, oldest first; ``gettimeline`` shows only the last 200.
+        self.timeline: list[dict[str, Any]] = []
+        self._simulated: set[tuple[str, ...]] = set()  # what the learner simulation already did
         self.counters = _Counters()
         self._add_courses_locked(self._initial_courses)
 
@@ -527,6 +544,7 @@ class FakeState:
                 raise ApiError(400, ALREADY_ENROLLED)
             self.enrollments[(user_id, course_id)] = {"role": role, "enrolled_at": self.clock()}
             self.counters.enrolled_total += 1
+            self._record_locked("course_add_user", user_id, course_id, self.clock())
             return [{"user_id": user_id, "course_id": course_id, "role": role}]
 
     def unenroll(self, user_id: str, course_id: str) -> dict[str, str]:
@@ -535,8 +553,124 @@ class FakeState:
             if self.enrollments.pop((user_id, course_id), None) is None:
                 raise ApiError(400, NOT_ENROLLED)
             self.counters.unenrolled_total += 1
+            self._record_locked("course_remove_user", user_id, course_id, self.clock())
             course_name = self.courses[course_id]["name"]
             return {"user_id": user_id, "course_id": course_id, "course_name": course_name}
+
+    # --- timeline -----------------------------------------------------------------------------------------
+
+    def _record_locked(
+        self, event_type: str, user_id: str, course_id: str | None, at: float
+    ) -> dict[str, Any]:
+        """Append one timeline event (the fake's shape for the fields TalentLMS names; see the README)."""
+        user = self.users.get(user_id, {})
+        course = self.courses.get(course_id or "", {}) if course_id else {}
+        fullname = f"{user.get('first_name', '')} {user.get('last_name', '')}".strip()
+        at = float(int(at))  # TalentLMS's timeline is to the second
+        if course_id:
+            object_id, object_name = course_id, str(course.get("name", ""))
+        else:
+            object_id, object_name = user_id, fullname
+        event = {
+            "action": event_type,
+            "message": _timeline_message(event_type, fullname, object_name),
+            "timestamp": talentlms_date(at),
+            "unix_timestamp": str(int(at)),
+            "user_id": user_id,
+            "user_username": str(user.get("login", "")),
+            "user_email": str(user.get("email", "")),
+            "user_fullname": fullname,
+            "object_id": object_id,
+            "object_name": object_name,
+            "secondary_object_id": "",
+            "secondary_object_name": "",
+            "event_counter": str(len(self.timeline) + 1),
+        }
+        # Kept in time order, so a back-dated event (a control call "at" a past time) sorts where it belongs.
+        index = len(self.timeline)
+        while index > 0 and float(self.timeline[index - 1]["unix_timestamp"]) > at:
+            index -= 1
+        self.timeline.insert(index, event)
+        return dict(event)
+
+    def record_event(
+        self, event_type: str, user_id: str, course_id: str | None = None, at: float | None = None
+    ) -> dict[str, Any]:
+        """A learner's action (test control): ``user_login_user`` or ``course_completion`` at ``at``.
+
+        A completion needs the user enrolled in the course; a sign-in needs the user only.
+        """
+        if event_type not in TIMELINE_EVENT_TYPES:
+            raise ValueError(f"event_type must be one of {', '.join(TIMELINE_EVENT_TYPES)}")
+        with self.lock:
+            if user_id not in self.users:
+                raise ApiError(404, USER_NOT_FOUND)
+            if course_id is not None:
+                if course_id not in self.courses:
+                    raise ApiError(404, COURSE_NOT_FOUND)
+                if event_type == "course_completion" and (user_id, course_id) not in self.enrollments:
+                    raise ApiError(400, NOT_ENROLLED)
+            return self._record_locked(event_type, user_id, course_id, self.clock() if at is None else at)
+
+    def get_timeline(self, event_type: str, filters: dict[str, str]) -> list[dict[str, Any]]:
+        """``gettimeline``: the LAST 200 events of ``event_type`` matching ``filters``, newest first.
+
+        Older events exist but this call cannot reach them (the trap a poller must detect). The fake has no
+        branches, groups or units, so those filters match nothing (fake's choice).
+        """
+        if event_type not in TIMELINE_EVENT_TYPES:
+            raise ApiError(400, INVALID_ARGUMENTS)
+        for key, value in filters.items():
+            if key not in TIMELINE_FILTERS or not value.isdigit():
+                raise ApiError(400, INVALID_ARGUMENTS)
+        with self.lock:
+            found = []
+            for event in reversed(self.timeline):
+                if event["action"] != event_type:
+                    continue
+                if "user_id" in filters and event["user_id"] != filters["user_id"]:
+                    continue
+                if "course_id" in filters and not (
+                    event["object_id"] == filters["course_id"] and event_type.startswith("course_")
+                ):
+                    continue
+                if {"branch_id", "group_id", "unit_id"} & set(filters):
+                    continue
+                found.append(dict(event))
+                if len(found) >= TIMELINE_LIMIT:
+                    break
+            return found
+
+    def simulate_learners(self, share: float = 0.6, completion_share: float = 0.35) -> int:
+        """One tick of the opt-in learner simulation (``make run``): enrolled users sign in and finish.
+
+        Deterministic per (user, course): about ``share`` of enrolled users sign in 5-60 s after their
+        first enrolment; about ``completion_share`` of enrolments are completed 20-180 s after the enrolment
+        (with a sign-in just before). Events carry their scheduled time, never later than the tick that
+        records them. Returns how many events this tick recorded.
+        """
+        recorded = 0
+        with self.lock:
+            now = self.clock()
+            for (user_id, course_id), enrollment in sorted(self.enrollments.items(), key=_numeric_pair):
+                enrolled_at = float(enrollment["enrolled_at"])
+                if _fraction("login", user_id) < share:
+                    delay = 5 + 55 * _fraction("login-delay", user_id)
+                    key = ("login", user_id)
+                    if key not in self._simulated and now >= enrolled_at + delay:
+                        self._simulated.add(key)
+                        self._record_locked("user_login_user", user_id, None, enrolled_at + delay)
+                        recorded += 1
+                if _fraction("complete", user_id, course_id) < completion_share:
+                    delay = 20 + 160 * _fraction("complete-delay", user_id, course_id)
+                    key = ("complete", user_id, course_id)
+                    if key not in self._simulated and now >= enrolled_at + delay:
+                        self._simulated.add(key)
+                        # A learner signs in to finish a course.
+                        self._record_locked("user_login_user", user_id, None, enrolled_at + delay - 1)
+                        self._record_locked("course_completion", user_id, course_id, enrolled_at + delay)
+                        recorded += 2
+        return recorded
 
     # --- what tests and benchmarks read -------------------------------------------------------------------
 
@@ -807,7 +941,30 @@ class FakeState:
             raise ApiError(400, ALREADY_ENROLLED)
         self.enrollments[(user_id, course_id)] = {"role": "learner", "enrolled_at": self.clock()}
         self.counters.enrolled_total += 1
+        self._record_locked("course_add_user", user_id, course_id, self.clock())
         return {"user_id": int(user_id), "course_id": int(course_id)}
+
+
+def _timeline_message(event_type: str, fullname: str, object_name: str) -> str:
+    """A readable line like the portal's (wording is the fake's choice)."""
+    verbs = {
+        "course_add_user": "was added to course",
+        "course_remove_user": "was removed from course",
+        "course_completion": "completed course",
+        "course_failure": "failed course",
+        "course_reset_user_progress": "had their progress reset in course",
+        "user_login_user": "signed in",
+        "unitprogress_test_completion": "completed a test in",
+        "certification_issue_certification": "was issued a certification for",
+    }
+    verb = verbs.get(event_type, event_type)
+    return f"{fullname} {verb}" if event_type == "user_login_user" else f"{fullname} {verb} {object_name}"
+
+
+def _fraction(*parts: str) -> float:
+    """A stable number in [0, 1) for these parts (the simulation's dice, the same on every run)."""
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _parse_talentlms_date(value: str) -> float:

@@ -25,6 +25,7 @@ from enrollment.service_layer.dispatcher import Dispatcher, DispatcherSettings
 from enrollment.service_layer.fanout import Fanout
 from enrollment.service_layer.handlers import payments_dispatcher, subscriptions_dispatcher
 from enrollment.service_layer.intake import Intake
+from enrollment.service_layer.learning import LearningPoller
 from enrollment.service_layer.ports import LearningPlatform
 from enrollment.service_layer.reconcile import Announcer, Reconciler
 
@@ -122,6 +123,26 @@ def build_dispatcher(store: DocumentStore, lms: LearningPlatform, settings: Enro
         audit=DriftAudit(
             store, lms, interval=settings.audit_interval, quota_share=settings.audit_quota_share
         ),
+        learning=build_learning(store, lms, outbox, settings),
+    )
+
+
+def build_learning(
+    store: DocumentStore, lms: LearningPlatform, outbox: Outbox, settings: EnrollmentSettings
+) -> LearningPoller | None:
+    """The timeline poller (learning events), on when ``ENROLLMENT_LEARNING_INTERVAL_SECONDS`` > 0. It
+    runs in the dispatcher's housekeeping, so it shares its lease and its call budget; the worker cannot
+    start without TalentLMS credentials, so without them there is no learning poll either."""
+    if settings.learning_interval <= 0 or settings.learning_quota_share <= 0:
+        return None
+    return LearningPoller(
+        store,
+        lms,
+        outbox,
+        interval=settings.learning_interval,
+        quota_share=settings.learning_quota_share,
+        hourly_quota=settings.hourly_quota,
+        quota_window_seconds=settings.quota_window,
     )
 
 

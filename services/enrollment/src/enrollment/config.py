@@ -39,6 +39,8 @@ class EnrollmentSettings:
     audit_interval: float = 3600.0
     audit_quota_share: float = 0.1
     course_list_interval: float = 600.0
+    learning_interval: float = 900.0  # seconds between timeline polls; 0: no learning events
+    learning_quota_share: float = 0.05  # at most this share of the hourly quota per hour on learning reads
 
     @classmethod
     def from_env(cls) -> EnrollmentSettings:
@@ -60,4 +62,6 @@ class EnrollmentSettings:
             audit_interval=_float("ENROLLMENT_AUDIT_INTERVAL_SECONDS", 3600.0),
             audit_quota_share=_float("ENROLLMENT_AUDIT_QUOTA_SHARE", 0.1),
             course_list_interval=_float("ENROLLMENT_COURSE_LIST_SECONDS", 600.0),
+            learning_interval=_float("ENROLLMENT_LEARNING_INTERVAL_SECONDS", 900.0),
+            learning_quota_share=_float("ENROLLMENT_LEARNING_QUOTA_SHARE", 0.05),
         )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from enrollment.service_layer.ports import (
+    TIMELINE_LIMIT,
     LmsAuthRejected,
     LmsCourse,
     LmsCourseMissing,
@@ -27,6 +28,7 @@ from enrollment.service_layer.ports import (
     Quota,
     TaskItemResult,
     TaskStatus,
+    TimelineEntry,
 )
 
 # How a scheduled fault strikes: before the call acts (nothing happened) or after (it did, but the
@@ -69,6 +71,7 @@ class InMemoryLearningPlatform:
         self._auth_rejected = False
         self._lock = threading.RLock()
         self._updated: dict[str, float] = {}
+        self.timeline_events: list[TimelineEntry] = []  # everything that happened; a read sees the last 200
 
     # --- test controls ---------------------------------------------------------------------------------
 
@@ -100,6 +103,22 @@ class InMemoryLearningPlatform:
     def unenroll_by_hand(self, user_id: str, course_id: str) -> None:
         with self._lock:
             self.enrollments.discard((user_id, course_id))
+
+    def sign_in(self, user_id: str, at: float | None = None) -> TimelineEntry:
+        """The user signs in to TalentLMS (timeline ``user_login_user``) now or ``at``."""
+        return self._happen(
+            TimelineEntry("user_login_user", user_id, int(self.clock() if at is None else at))
+        )
+
+    def complete(self, user_id: str, course_id: str, at: float | None = None) -> TimelineEntry:
+        """TalentLMS marks the course completed for the user (timeline ``course_completion``)."""
+        when = int(self.clock() if at is None else at)
+        return self._happen(TimelineEntry("course_completion", user_id, when, course_id))
+
+    def _happen(self, entry: TimelineEntry) -> TimelineEntry:
+        with self._lock:
+            self.timeline_events.append(entry)
+            return entry
 
     def user_by_email(self, email: str) -> LmsUser | None:
         with self._lock:
@@ -308,6 +327,25 @@ class InMemoryLearningPlatform:
                 for uid, at in self._updated.items()
                 if at >= since_epoch and uid in self.users
             ]
+
+    # --- learning activity ---------------------------------------------------------------------------------
+
+    def timeline(
+        self, event_type: str, *, user_id: str | None = None, course_id: str | None = None
+    ) -> list[TimelineEntry]:
+        """The last 200 matching entries (by time, as TalentLMS), oldest first."""
+        with self._lock:
+            strike = self._call("timeline")
+            found = [
+                e
+                for e in self.timeline_events
+                if e.event_type == event_type
+                and (user_id is None or e.user_id == user_id)
+                and (course_id is None or e.course_id == course_id)
+            ]
+            found.sort(key=lambda e: (e.occurred_at, e.key))
+            self._finish(strike)
+            return found[-TIMELINE_LIMIT:]
 
     # --- budget and links ----------------------------------------------------------------------------------
 

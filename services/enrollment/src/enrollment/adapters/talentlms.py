@@ -55,7 +55,7 @@ from enrollment.adapters.lms_http import (
     refusal_error,
 )
 from enrollment.adapters.rate_limit import RateLimiter
-from enrollment.service_layer.ports import LmsCourse, LmsInDoubt, LmsUser, NewUser, Quota
+from enrollment.service_layer.ports import LmsCourse, LmsInDoubt, LmsUser, NewUser, Quota, TimelineEntry
 
 log = structlog.get_logger(__name__)
 
@@ -225,6 +225,41 @@ class TalentLmsClient:
         count("course_users", "ok")
         return ids
 
+    # --- learning activity -------------------------------------------------------------------------------
+
+    def timeline(
+        self, event_type: str, *, user_id: str | None = None, course_id: str | None = None
+    ) -> list[TimelineEntry]:
+        """``gettimeline/event_type:T[,user_id:U][,course_id:C]``: the last 200 events of the type.
+
+        The answer names the user (login, e-mail, full name): only the ids and the time are kept, and
+        nothing of it is logged. Entries come back oldest first, sorted here (the answer's order is not
+        documented); an entry without a user id or a readable ``unix_timestamp`` is skipped (count logged).
+        """
+        args = {"event_type": event_type}
+        if user_id is not None:
+            args["user_id"] = str(user_id)
+        if course_id is not None:
+            args["course_id"] = str(course_id)
+        try:
+            body = self._send("timeline", "GET", "gettimeline", args=args)
+        except Refusal as refusal:
+            raise refusal_error("timeline", refusal, course_id=course_id) from None
+        if isinstance(body, dict) and not body:
+            body = []  # an empty answer may come as {} from a PHP backend
+        if not isinstance(body, list):
+            count("timeline", "in_doubt")
+            raise LmsInDoubt("TalentLMS answered gettimeline with something other than a list")
+        entries = [e for e in (_timeline_entry(event_type, item) for item in body) if e is not None]
+        count("timeline", "ok")
+        if len(entries) < len(body):
+            # Ids and counts only: an entry also names the user.
+            log.warning(
+                "lms_timeline_entries_unreadable", event_type=event_type, skipped=len(body) - len(entries)
+            )
+        entries.sort(key=lambda e: (e.occurred_at, e.key))
+        return entries
+
     # --- budget and links --------------------------------------------------------------------------------
 
     def quota(self) -> Quota:
@@ -341,6 +376,24 @@ def _user(body: Any) -> LmsUser:
             else None
         ),
     )
+
+
+def _timeline_entry(event_type: str, item: Any) -> TimelineEntry | None:
+    if not isinstance(item, dict):
+        return None
+    user_id = str(item.get("user_id") or "").strip()
+    try:
+        occurred_at = int(float(str(item.get("unix_timestamp"))))
+    except ValueError:
+        return None
+    if not user_id or occurred_at <= 0:
+        return None
+    course_id: str | None = None
+    if event_type.startswith("course_"):
+        course_id = str(item.get("object_id") or "").strip() or None
+        if course_id is None:
+            return None
+    return TimelineEntry(event_type=event_type, user_id=user_id, occurred_at=occurred_at, course_id=course_id)
 
 
 def _ids(body: Any, key: str, call: str) -> set[str]:

@@ -32,7 +32,7 @@ from enrollment.adapters.rate_limit import (
 )
 from enrollment.adapters.talentlms import TalentLmsClient
 from enrollment.adapters.talentlms_v2 import DEFAULT_API_VERSION, TalentLmsV2Client
-from enrollment.service_layer.ports import LmsCourse, LmsUser, NewUser, Quota, TaskStatus
+from enrollment.service_layer.ports import LmsCourse, LmsUser, NewUser, Quota, TaskStatus, TimelineEntry
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,13 @@ class TalentLmsPlatform:
 
     def users_updated_since(self, since_epoch: float) -> list[LmsUser]:
         return self.v2.users_updated_since(since_epoch)
+
+    # --- learning activity -------------------------------------------------------------------------------
+
+    def timeline(
+        self, event_type: str, *, user_id: str | None = None, course_id: str | None = None
+    ) -> list[TimelineEntry]:
+        return self.v1.timeline(event_type, user_id=user_id, course_id=course_id)
 
     # --- budget and links --------------------------------------------------------------------------------
 

@@ -18,6 +18,8 @@ person acting in ``X-CourseBridge-Actor`` (kept in the audit trail; default ``ad
   discard: ``coursebridge.deadletters``)
 - ``POST /admin/students/<email>/resync`` recompute desired, re-read TalentLMS, act (202)
 - ``GET /admin/audit/last`` / ``POST /admin/audit``  the last drift audit / ask for one now (202)
+- ``GET /admin/learning``                 the timeline poller: watermarks, its quota share this hour,
+  next poll, last run (calls, events published, unknown users, gaps)
 - ``GET /students/<email>/enrollments``   the student's courses with status, reason, queue position and
   ETA; with ``?links=true`` a one-click TalentLMS link per enrolled course (fetched then, never stored)
 """
@@ -36,6 +38,7 @@ from enrollment.domain.mapping import InvalidMapping, parse_mapping
 from enrollment.service_layer.audit import last_audit, request_audit
 from enrollment.service_layer.catalogue import Catalogue, CourseListUnavailable, UnknownCourses
 from enrollment.service_layer.dispatcher import STATE_DOC
+from enrollment.service_layer.learning import learning_status
 from enrollment.service_layer.ports import LearningPlatform, LmsError
 from enrollment.service_layer.repository import LMS_STATE, QUEUE
 from enrollment.service_layer.students import failed_students, find_students, resync, student_view
@@ -190,6 +193,11 @@ def admin_blueprint(
     def audit_now() -> tuple[Response, int]:
         request_audit(store, _actor())
         return jsonify(requested=True), 202
+
+    @blueprint.get("/admin/learning")
+    @guarded
+    def learning() -> tuple[Response, int]:
+        return jsonify(learning_status(store)), 200
 
     @blueprint.get("/students/<path:email>/enrollments")
     @guarded

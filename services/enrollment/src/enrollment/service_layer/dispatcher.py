@@ -31,6 +31,7 @@ from enrollment.service_layer.audit import DriftAudit
 from enrollment.service_layer.batch import BatchEnroller
 from enrollment.service_layer.courses import CourseListCache
 from enrollment.service_layer.fanout import Fanout
+from enrollment.service_layer.learning import LearningPoller
 from enrollment.service_layer.ports import LearningPlatform, LmsAuthRejected, LmsError, Quota
 from enrollment.service_layer.reconcile import Reconciler, Turn
 from enrollment.service_layer.repository import GRANT_LANE, LMS_STATE, PARKED, QUEUE, REVOKE_LANE
@@ -121,6 +122,7 @@ class Dispatcher:
         fanout: Fanout | None = None,
         courses: CourseListCache | None = None,
         audit: DriftAudit | None = None,
+        learning: LearningPoller | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -131,6 +133,7 @@ class Dispatcher:
         self.fanout = fanout or Fanout(store)
         self.courses = courses
         self.audit = audit
+        self.learning = learning
         self.clock = clock
         self._published_at = -1e18
         self.paused: LmsAuthRejected | None = None
@@ -229,12 +232,23 @@ class Dispatcher:
         return turn
 
     def _housekeeping(self) -> None:
-        """When the queue leaves time: the course list cache and a slice of the drift audit."""
+        """When the queue leaves time: the course list cache, a slice of the drift audit, a learning poll.
+
+        The learning poll never runs while students are due (the queue comes first) nor while the quota is
+        down to the revocation reserve; it spends only its own share of the quota (``learning``).
+        """
         try:
             if self.courses is not None:
                 self.courses.refresh_if_due()
             if self.audit is not None and not self._quota_reserved_for_revocations() and self.audit.due():
                 self.audit.step(self.quota, seconds=min(1.0, self.settings.round_seconds))
+            if (
+                self.learning is not None
+                and not self._quota_reserved_for_revocations()
+                and self.learning.due()
+                and not any(self._due(lane, 1) for lane in (REVOKE_LANE, GRANT_LANE))
+            ):
+                self.learning.step(self.quota)
         except LmsAuthRejected as rejected:
             self._pause(rejected, RoundReport())
         except LmsError as error:

@@ -111,6 +111,27 @@ class Quota:
     reset_at: float  # epoch seconds when ``remaining`` goes back to ``limit``
 
 
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One event of TalentLMS's timeline (``gettimeline``), reduced to what CourseBridge keeps.
+
+    TalentLMS's answer also names the user (login, e-mail, full name): personal data, never kept here.
+    ``course_id`` is the event's object when it is a course event (``course_completion``, ...), else None.
+    """
+
+    event_type: str
+    user_id: str
+    occurred_at: int  # epoch seconds (``unix_timestamp``)
+    course_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Deterministic identity: the same timeline entry always gives the same key (``activity_id``)."""
+        return f"la-{self.event_type}-{self.user_id}-{self.course_id or 0}-{self.occurred_at}"
+
+
+TIMELINE_LIMIT = 200  # gettimeline answers the LAST 200 events of a type; older ones are out of its reach
+
 TaskState = Literal["pending", "running", "completed", "failed"]
 
 
@@ -163,6 +184,13 @@ class LearningPlatform(Protocol):
 
     def users_updated_since(self, since_epoch: float) -> list[LmsUser]:
         """Every user created or updated since then, all pages (finds ids of batch-created users)."""
+
+    # --- learning activity ---------------------------------------------------------------------------------
+    def timeline(
+        self, event_type: str, *, user_id: str | None = None, course_id: str | None = None
+    ) -> list[TimelineEntry]:
+        """The last ``TIMELINE_LIMIT`` events of ``event_type`` (optionally of one user or course), oldest
+        first whatever order TalentLMS answered in. One counted call."""
 
     # --- budget and links ----------------------------------------------------------------------------------
     def quota(self) -> Quota:
