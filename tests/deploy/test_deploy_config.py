@@ -161,6 +161,7 @@ def test_the_expected_dashboards_and_alerts_exist() -> None:
         "webhook-quarantined",
         "webhook-silent",
         "webhook-url-down",
+        "learning-timeline-gaps",
     }
 
 
