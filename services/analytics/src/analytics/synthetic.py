@@ -326,6 +326,7 @@ def learning_event(
         subject=lms_user_id,
         id=event_id or str(uuid.uuid5(_NAMESPACE, f"{activity_id}@{iso['observed_at']}")),
         time=observed,
+        dataschema="urn:coursebridge:schema:learning_activity.v1",
     )
 
 
