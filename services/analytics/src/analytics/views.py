@@ -34,6 +34,10 @@ VIEW_ORDER: tuple[str, ...] = (
     "refund_rate_by_progress",
 )
 
+LEARNING_VIEWS: tuple[str, ...] = tuple(
+    name for name in VIEW_ORDER if "learning" in name or "progress" in name
+)
+
 # A stable order of rows for comparing and serving each view.
 VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "payment_states": ("event_id",),

@@ -34,7 +34,7 @@ charges AS (
     transaction,
     FIRST_VALUE(transaction) OVER (PARTITION BY purchase_key ORDER BY occurred_at, event_id) AS purchase,
     FIRST_VALUE(product_id) OVER (PARTITION BY purchase_key ORDER BY occurred_at, event_id) AS product_id,
-    MIN(occurred_at) OVER (PARTITION BY purchase_key) AS approved_at
+    FIRST_VALUE(occurred_at) OVER (PARTITION BY purchase_key ORDER BY occurred_at, event_id) AS approved_at
   FROM approvals
 ),
 facts AS (
