@@ -1,11 +1,12 @@
 """The CourseBridge pipeline as real processes, for end-to-end, fault-injection and security tests.
 
 ``Stack`` starts the TalentLMS fake, ingest (gunicorn API + outbox relay) and enrollment (gunicorn API +
-worker), optionally subscription (API + worker) and an empty Hotmart fake (``hotmart=True``: every process
-gets its HOTMART_* API settings and ``reconcile()`` runs one reconciliation round, as the CronJob does), on
-loopback ports of their own, on the embedded backend or on Google's emulators (``backend="gcp"`` with the
-emulator hosts and a project of its own). Each process runs in its own session, so ``kill()`` (SIGKILL by
-default) reaches the whole process group, and every process's output goes to ``<workdir>/<name>.log``.
+worker), optionally subscription (API + worker), analytics (API + worker) and an empty Hotmart fake
+(``hotmart=True``: every process gets its HOTMART_* API settings and ``reconcile()`` runs one
+reconciliation round, as the CronJob does), on loopback ports of their own, on the embedded backend or on
+Google's emulators (``backend="gcp"`` with the emulator hosts and a project of its own). Each process runs
+in its own session, so ``kill()`` (SIGKILL by default) reaches the whole process group, and every
+process's output goes to ``<workdir>/<name>.log``.
 Waits are bounded; ``stop()`` never leaves anything behind (SIGTERM, then SIGKILL after a grace period).
 
 Also: ``Purchases``, a small generator of Hotmart webhooks built from the real samples, with the model of
@@ -38,6 +39,7 @@ HOTTOK = "faults-hottok-5f1c2a"
 ADMIN_TOKEN = "faults-admin-token-9d3e7b"
 LMS_API_KEY = "faults-lms-api-key-4a8c0e"
 HOTMART_CLIENT_ID = "faults-hotmart-client"
+PSEUDONYM_KEY = "faults-pseudonym-key-3c6e1f"
 HOTMART_CLIENT_SECRET = "faults-hotmart-secret-7b2d91"  # the test fake's credential, no secret
 GUNICORN = ["-m", "gunicorn", "-c", "python:coursebridge.runtime.gunicorn_conf", "--workers", "1"]
 # Product mappings the tests create: 4711 -> two courses, 4712 -> one. 4799 stays unmapped (parked).
@@ -102,12 +104,20 @@ class Stack:
         fake_env: dict[str, str] | None = None,
         fast_topology: bool = False,
         hotmart: bool = False,
+        analytics: bool = False,
     ) -> None:
         self.workdir = workdir
         self.fast_topology = fast_topology
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.backend = backend
-        names = ("fake", "ingest", "enrollment", "subscription", *(("hotmart",) if hotmart else ()))
+        names = (
+            "fake",
+            "ingest",
+            "enrollment",
+            "subscription",
+            *(("hotmart",) if hotmart else ()),
+            *(("analytics",) if analytics else ()),
+        )
         self.ports = {name: free_port() for name in names}
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
         env = {
@@ -147,6 +157,7 @@ class Stack:
             ENROLLMENT_LEASE_SECONDS="6",
             COURSEBRIDGE_RELAY_LEASE_SECONDS="6",  # a relay restarted after kill -9 takes over soon
             SUBSCRIPTION_SWEEP_INTERVAL_SECONDS="5",
+            ANALYTICS_PSEUDONYM_KEY=PSEUDONYM_KEY,
             PYTHONUNBUFFERED="1",
             LOG_LEVEL="INFO",
         )
@@ -187,6 +198,15 @@ class Stack:
                     self._api("subscription"),
                 ),
                 ("subscription-worker", [python, "-m", "subscription.entrypoints.worker"], {}),
+            ]
+        if analytics:
+            specs += [
+                (
+                    "analytics-api",
+                    [python, *GUNICORN, "analytics.entrypoints.api:create_app()"],
+                    self._api("analytics"),
+                ),
+                ("analytics-worker", [python, "-m", "analytics.entrypoints.worker"], {}),
             ]
         if hotmart:  # empty: each test seeds the sales it needs
             fake_hotmart = {"HOTMART_FAKE_PORT": str(self.ports["hotmart"]), "HOTMART_FAKE_SEED": "0"}
@@ -235,6 +255,12 @@ class Stack:
             wait_for(
                 lambda: requests.get(self.urls["subscription"] + "/readyz", timeout=2).ok,
                 "subscription to answer",
+                ready_timeout,
+            )
+        if "analytics-api" in self.children:
+            wait_for(
+                lambda: requests.get(self.urls["analytics"] + "/readyz", timeout=2).ok,
+                "analytics to answer",
                 ready_timeout,
             )
         if "fake-hotmart" in self.children:
