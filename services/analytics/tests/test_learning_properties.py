@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytics.adapters.duckdb_warehouse import DuckDBWarehouse
-from analytics.service_layer.projector import project_events
-from analytics.synthetic import learning_event, payment_event
+from analytics.service_layer.projector import project_events, rebuild
+from analytics.synthetic import generate_events, learning_event, learning_events_for, payment_event
+from analytics.views import LEARNING_VIEWS
 
 from . import reference
 from .conftest import KEY
@@ -239,3 +240,32 @@ def test_a_sign_in_at_the_approval_counts_and_one_at_the_chargeback_does_not():
     assert purchases["HP2"]["first_access_at"] is None and purchases["HP2"]["progress"] == "never_started"
     assert purchases["HP2"]["charged_back_at"] == datetime(2025, 1, 1, 12)
     assert progress[("4712", "never_started")] == {"buyers": 1, "refunded": 1, "refund_rate": 1.0}
+
+
+def test_a_rebuild_from_the_raw_log_gives_the_same_learning_views(warehouse):
+    payments = list(generate_events(400, seed=6))
+    learning = learning_events_for(payments, seed=7)
+    project_events(warehouse, payments + learning, KEY)
+    before = {view: warehouse.query_view(view) for view in LEARNING_VIEWS}
+    rows = warehouse.count("learning")
+    assert rebuild(warehouse, KEY, batch_size=101) == warehouse.count("events")
+    assert {view: warehouse.query_view(view) for view in LEARNING_VIEWS} == before
+    assert warehouse.count("learning") == rows == len({e.id for e in learning})
+    assert sum(r["completed"] for r in before["learning_cohorts"]) > 0
+
+
+def test_one_activity_attributed_to_two_purchases_counts_for_both_once(warehouse):
+    both = learning_event(
+        "signed_in",
+        activity_id="la-both",
+        event_id="l-both",
+        at=START + timedelta(hours=2),
+        lms_user_id="12",
+        purchases=[("HP1", "4712"), ("HP2", "4712")],
+    )
+    project_events(warehouse, [_approved("HP1"), _approved("HP2"), both, both], KEY)
+    project_events(warehouse, [both], KEY)  # redelivered in a later batch
+    assert warehouse.query("SELECT COUNT(*) AS n FROM coursebridge.learning")[0]["n"] == 2
+    assert warehouse.count("learning") == 1  # one event
+    purchases = {r["transaction"]: r for r in warehouse.query_view("learning_purchases")}
+    assert {t: r["progress"] for t, r in purchases.items()} == {"HP1": "started", "HP2": "started"}

@@ -330,12 +330,15 @@ def learning_event(
     )
 
 
-def learning_events_for(payments: list[Event], *, seed: int = 11) -> list[Event]:
+def learning_events_for(
+    payments: list[Event], *, seed: int = 11, until: datetime | None = None
+) -> list[Event]:
     """Learning activity of the buyers of ``payments``' first charges, as enrollment would publish it.
 
     About 70 % sign in (mostly within three days of the approval, a few before it), many several times,
     a third of those complete the course; some sign in again after a refund; one activity in ten is
     read twice (same ``activity_id``, new event id). Deterministic for a seed and the payments' order.
+    With ``until``, nothing happens after it (data dated up to today has no activity in the future).
     """
     rng = random.Random(seed)
     reversed_at: dict[str, datetime] = {}
@@ -366,6 +369,8 @@ def learning_events_for(payments: list[Event], *, seed: int = 11) -> list[Event]
         if transaction in reversed_at and rng.random() < 0.5:  # still signs in after the refund
             activity.append(("signed_in", reversed_at[transaction] + timedelta(hours=2), None))
         for n, (kind, at, course) in enumerate(activity):
+            if until is not None and at + timedelta(hours=6) > until:
+                continue
             activity_id = f"la-{kind}-{user}-{course or 0}-{int(at.timestamp())}-{n}"
             common = {"at": at, "lms_user_id": user, "purchases": attributed, "course_id": course}
             out.append(learning_event(kind, activity_id=activity_id, **common))
