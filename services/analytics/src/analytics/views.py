@@ -8,6 +8,7 @@ transpiles the statement with sqlglot (``read="bigquery", write="duckdb"``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -81,3 +82,22 @@ def load_views() -> tuple[View, ...]:
 
 def transpile_to_duckdb(sql: str) -> str:
     return sqlglot.transpile(sql, read="bigquery", write="duckdb", pretty=True)[0]
+
+
+def inlined(name: str, table: Callable[[str], str]) -> str:
+    """The BigQuery SQL of view ``name`` with every view it reads inlined as a sub-query and every base
+    table written as ``table(table_name)``.
+
+    The embedded warehouse stores some views as tables and refreshes them for the transactions a batch
+    touched; inlining lets it restrict the base tables (e.g. ``payments`` of those transactions) *before*
+    the views' window functions run, which no planner does through ``ROW_NUMBER``.
+    """
+    views = {view.name: view for view in load_views()}
+
+    def render(view: str) -> str:
+        return _TABLE_REF.sub(
+            lambda m: f"(\n{render(m.group(1))}\n)" if m.group(1) in views else table(m.group(1)),
+            views[view].sql,
+        )
+
+    return render(name)

@@ -7,11 +7,18 @@ the API opens it read-only for one request. Either side retries for a short whil
 the lock. The revenue views are the BigQuery SQL of ``sql/views`` transpiled to DuckDB. Timestamps are
 stored as naive UTC ``TIMESTAMP`` (like BigQuery's), so ``DATE(ts)`` is the UTC day in any session time
 zone.
+
+``purchase_charges`` is *stored* here: a table with exactly the view's rows, kept current by ``write``
+in the batch's own transaction (the charges of the transactions the batch touched are recomputed from
+``payments`` with the view's own SQL). Every revenue view reads it instead of re-ranking the whole
+payment history on each request; BigQuery keeps it a view.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import re
 import time
@@ -26,12 +33,17 @@ import duckdb
 from analytics.domain.projection import Projection
 from analytics.ports import Row, Warehouse, WarehouseUnavailable
 from analytics.schema import FACT_TABLES, TABLES, TABLES_BY_NAME, TYPES
-from analytics.views import VIEW_KEYS, load_views
+from analytics.views import VIEW_KEYS, inlined, load_views, transpile_to_duckdb
 
 SCHEMA = "coursebridge"
 FILE_NAME = "analytics.duckdb"
 _PARAM = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)")
 _LOCK_MARKERS = ("lock", "Conflicting", "different configuration")
+# Views stored as tables, with the column that partitions them: a row depends only on the payments of
+# its own transaction, so a batch refreshes just the transactions it carried.
+STORED_VIEWS: dict[str, str] = {"purchase_charges": "transaction"}
+_STORED_HASH_PREFIX = "coursebridge-sql-sha256:"
+_BATCH_KEYS = "_batch_transactions"
 
 
 class DuckDBWarehouse(Warehouse):
@@ -86,7 +98,10 @@ class DuckDBWarehouse(Warehouse):
                             f"ADD COLUMN {column.name} {TYPES[column.type][1]}"
                         )
             for view in load_views():
-                con.execute(f"CREATE OR REPLACE VIEW {SCHEMA}.{view.name} AS\n{view.duckdb(SCHEMA)}")
+                if view.name in STORED_VIEWS:
+                    _ensure_stored(con, view.name)
+                else:
+                    con.execute(f"CREATE OR REPLACE VIEW {SCHEMA}.{view.name} AS\n{view.duckdb(SCHEMA)}")
 
     # --- writes ------------------------------------------------------------------------------------
 
@@ -110,6 +125,11 @@ class DuckDBWarehouse(Warehouse):
                     ).fetchone()
                     if name == "events":
                         new = int(result[0]) if result else 0
+                transactions = sorted(
+                    {r["transaction"] for r in projection.rows["payments"] if r.get("transaction")}
+                )
+                if transactions:
+                    _refresh_stored(con, transactions)
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")
@@ -132,6 +152,8 @@ class DuckDBWarehouse(Warehouse):
             con.execute("BEGIN TRANSACTION")
             for table in FACT_TABLES:
                 con.execute(f"DELETE FROM {SCHEMA}.{table.name}")
+            for name in STORED_VIEWS:
+                con.execute(f"DELETE FROM {SCHEMA}.{name}")
             con.execute("COMMIT")
 
     # --- reads -------------------------------------------------------------------------------------
@@ -188,6 +210,51 @@ class DuckDBWarehouse(Warehouse):
 
     def check(self) -> None:
         self.count("events")
+
+
+@functools.cache
+def _stored_sql(name: str, *, batch_only: bool) -> str:
+    """A stored view's SQL on DuckDB; ``batch_only`` reads only the payments of the batch's transactions."""
+    key = STORED_VIEWS[name]
+
+    def table(table_name: str) -> str:
+        if batch_only and table_name == "payments":
+            return f"(SELECT * FROM {SCHEMA}.payments WHERE {key} IN (SELECT {key} FROM {_BATCH_KEYS}))"
+        return f"{SCHEMA}.{table_name}"
+
+    return transpile_to_duckdb(inlined(name, table))
+
+
+def _ensure_stored(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Create (or, when its SQL changed, recreate and refill) the table holding a stored view's rows."""
+    sql = _stored_sql(name, batch_only=False)
+    wanted = _STORED_HASH_PREFIX + hashlib.sha256(sql.encode("utf-8")).hexdigest()
+    found = con.execute(
+        "SELECT 'table', comment FROM duckdb_tables() WHERE schema_name = ? AND table_name = ? "
+        "UNION ALL SELECT 'view', NULL FROM duckdb_views() WHERE schema_name = ? AND view_name = ?",
+        [SCHEMA, name, SCHEMA, name],
+    ).fetchall()
+    if found and found[0] == ("table", wanted):
+        return
+    if found and found[0][0] == "view":  # a file from before the view was stored
+        con.execute(f"DROP VIEW {SCHEMA}.{name}")
+    con.execute(f"CREATE OR REPLACE TABLE {SCHEMA}.{name} AS\n{sql}")
+    con.execute(f"COMMENT ON TABLE {SCHEMA}.{name} IS '{wanted}'")
+
+
+def _refresh_stored(con: duckdb.DuckDBPyConnection, transactions: list[str]) -> None:
+    """Recompute the stored views' rows of these transactions (inside the batch's transaction)."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_BATCH_KEYS} AS SELECT UNNEST($keys) AS transaction",
+        {"keys": transactions},
+    )
+    try:
+        for name, key in STORED_VIEWS.items():
+            con.execute(f"DELETE FROM {SCHEMA}.{name} WHERE {key} IN (SELECT {key} FROM {_BATCH_KEYS})")
+            fresh = _stored_sql(name, batch_only=True)
+            con.execute(f"INSERT INTO {SCHEMA}.{name} BY NAME SELECT * FROM (\n{fresh}\n)")
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {_BATCH_KEYS}")
 
 
 def _prepare(row: Row, columns: tuple[str, ...]) -> Row:

@@ -10,84 +10,108 @@
 --   * Partial refunds (status partially_refunded): Hotmart's webhook carries no refunded amount, so
 --     reversal_amount is NULL (counted, never guessed).
 -- A subscription charge is one with a subscriber code (the webhook has no reliable is_subscription).
+-- Written as one pass (rank each state within its charge and role, keep at most three rows per charge,
+-- fold them with GROUP BY) rather than three ranked sets joined back together: the same rows, without
+-- joins, which engines without hash joins (the BigQuery emulator's SQLite) evaluate in quadratic time.
 WITH states AS (
-  SELECT *, COALESCE(recurrence_number, 0) AS recurrence
+  SELECT
+    *,
+    COALESCE(recurrence_number, 0) AS recurrence,
+    CASE
+      WHEN kind = 'purchase_approved' THEN 'approved'
+      WHEN kind = 'purchase_complete' THEN 'completed'
+      ELSE 'reversed'
+    END AS role
   FROM {dataset}.payment_states
   WHERE transaction IS NOT NULL
+    AND kind IN ('purchase_approved', 'purchase_complete', 'purchase_refunded', 'purchase_chargeback')
 ),
-approved AS (
-  SELECT * EXCEPT (rn) FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY transaction, recurrence ORDER BY occurred_at, event_id) AS rn
-    FROM states
-    WHERE kind = 'purchase_approved'
-  )
-  WHERE rn = 1
+ranked AS (
+  SELECT
+    *,
+    -- approval and completion: the first of the charge
+    ROW_NUMBER() OVER (PARTITION BY transaction, recurrence, role ORDER BY occurred_at, event_id) AS first_rn,
+    -- reversal: the last, a partial refund only when nothing else reversed the charge
+    ROW_NUMBER() OVER (
+      PARTITION BY transaction, recurrence, role
+      ORDER BY
+        IF(kind = 'purchase_refunded' AND status = 'partially_refunded', 0, 1) DESC,
+        occurred_at DESC,
+        event_id DESC
+    ) AS last_rn
+  FROM states
 ),
-completed AS (
-  SELECT * EXCEPT (rn) FROM (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY transaction, recurrence ORDER BY occurred_at, event_id) AS rn
-    FROM states
-    WHERE kind = 'purchase_complete'
-  )
-  WHERE rn = 1
-),
-reversed AS (
-  SELECT * EXCEPT (rn) FROM (
-    SELECT
-      *,
-      ROW_NUMBER() OVER (
-        PARTITION BY transaction, recurrence
-        ORDER BY
-          IF(kind = 'purchase_refunded' AND status = 'partially_refunded', 0, 1) DESC,
-          occurred_at DESC,
-          event_id DESC
-      ) AS rn
-    FROM states
-    WHERE kind IN ('purchase_refunded', 'purchase_chargeback')
-  )
-  WHERE rn = 1
+picked AS (
+  SELECT * FROM ranked
+  WHERE (role IN ('approved', 'completed') AND first_rn = 1) OR (role = 'reversed' AND last_rn = 1)
 ),
 charges AS (
-  SELECT transaction, recurrence FROM approved
-  UNION DISTINCT
-  SELECT transaction, recurrence FROM completed
-  UNION DISTINCT
-  SELECT transaction, recurrence FROM reversed
+  -- one row per charge; a_ = its approval, c_ = its completion, r_ = its winning reversal
+  SELECT
+    transaction,
+    recurrence,
+    COUNTIF(role = 'approved') > 0 AS approved,
+    COUNTIF(role = 'reversed') > 0 AS reversed,
+    MAX(IF(role = 'approved', product_id, NULL)) AS a_product_id,
+    MAX(IF(role = 'completed', product_id, NULL)) AS c_product_id,
+    MAX(IF(role = 'reversed', product_id, NULL)) AS r_product_id,
+    MAX(IF(role = 'approved', plan_id, NULL)) AS a_plan_id,
+    MAX(IF(role = 'completed', plan_id, NULL)) AS c_plan_id,
+    MAX(IF(role = 'reversed', plan_id, NULL)) AS r_plan_id,
+    MAX(IF(role = 'approved', subscriber_code, NULL)) AS a_subscriber_code,
+    MAX(IF(role = 'completed', subscriber_code, NULL)) AS c_subscriber_code,
+    MAX(IF(role = 'reversed', subscriber_code, NULL)) AS r_subscriber_code,
+    MAX(IF(role = 'approved', event_id, NULL)) AS a_event_id,
+    MAX(IF(role = 'approved', occurred_at, NULL)) AS a_occurred_at,
+    MAX(IF(role = 'approved', currency, NULL)) AS a_currency,
+    MAX(IF(role = 'approved', price, NULL)) AS a_price,
+    MAX(IF(role = 'approved', full_price, NULL)) AS a_full_price,
+    MAX(IF(role = 'approved', producer_currency, NULL)) AS a_producer_currency,
+    MAX(IF(role = 'approved', producer_net, NULL)) AS a_producer_net,
+    MAX(IF(role = 'completed', occurred_at, NULL)) AS c_occurred_at,
+    MAX(IF(role = 'completed', currency, NULL)) AS c_currency,
+    MAX(IF(role = 'completed', price, NULL)) AS c_price,
+    MAX(IF(role = 'reversed', kind, NULL)) AS r_kind,
+    MAX(IF(role = 'reversed', status, NULL)) AS r_status,
+    MAX(IF(role = 'reversed', occurred_at, NULL)) AS r_occurred_at,
+    MAX(IF(role = 'reversed', currency, NULL)) AS r_currency,
+    MAX(IF(role = 'reversed', price, NULL)) AS r_price,
+    MAX(IF(role = 'reversed', producer_currency, NULL)) AS r_producer_currency,
+    MAX(IF(role = 'reversed', producer_net, NULL)) AS r_producer_net
+  FROM picked
+  GROUP BY transaction, recurrence
 )
 SELECT
-  k.transaction,
-  k.recurrence AS recurrence_number,
-  COALESCE(a.product_id, r.product_id, c.product_id) AS product_id,
-  COALESCE(a.plan_id, r.plan_id, c.plan_id) AS plan_id,
-  COALESCE(a.subscriber_code, r.subscriber_code, c.subscriber_code) AS subscriber_code,
-  COALESCE(a.subscriber_code, r.subscriber_code, c.subscriber_code) IS NOT NULL AS is_subscription,
-  a.event_id AS approved_event_id,
-  a.occurred_at AS approved_at,
-  a.currency AS currency,
-  a.price AS approved_amount,
-  a.full_price AS approved_full_price,
-  a.producer_currency AS producer_currency,
-  a.producer_net AS approved_producer_net,
-  c.occurred_at AS completed_at,
-  IF(a.event_id IS NULL, c.currency, a.currency) AS completed_currency,
-  IF(a.event_id IS NULL, c.price, a.price) AS completed_amount,
+  transaction,
+  recurrence AS recurrence_number,
+  COALESCE(a_product_id, r_product_id, c_product_id) AS product_id,
+  COALESCE(a_plan_id, r_plan_id, c_plan_id) AS plan_id,
+  COALESCE(a_subscriber_code, r_subscriber_code, c_subscriber_code) AS subscriber_code,
+  COALESCE(a_subscriber_code, r_subscriber_code, c_subscriber_code) IS NOT NULL AS is_subscription,
+  a_event_id AS approved_event_id,
+  a_occurred_at AS approved_at,
+  a_currency AS currency,
+  a_price AS approved_amount,
+  a_full_price AS approved_full_price,
+  a_producer_currency AS producer_currency,
+  a_producer_net AS approved_producer_net,
+  c_occurred_at AS completed_at,
+  IF(approved, a_currency, c_currency) AS completed_currency,
+  IF(approved, a_price, c_price) AS completed_amount,
   CASE
-    WHEN r.event_id IS NULL THEN NULL
-    WHEN r.kind = 'purchase_chargeback' THEN 'chargeback'
-    WHEN r.status = 'partially_refunded' THEN 'partial_refund'
+    WHEN NOT reversed THEN NULL
+    WHEN r_kind = 'purchase_chargeback' THEN 'chargeback'
+    WHEN r_status = 'partially_refunded' THEN 'partial_refund'
     ELSE 'refund'
   END AS reversal,
-  r.occurred_at AS reversed_at,
-  IF(a.event_id IS NULL, r.currency, a.currency) AS reversal_currency,
-  IF(r.status = 'partially_refunded' AND r.kind = 'purchase_refunded', NULL, IF(a.event_id IS NULL, r.price, a.price))
+  r_occurred_at AS reversed_at,
+  IF(approved, a_currency, r_currency) AS reversal_currency,
+  IF(r_status = 'partially_refunded' AND r_kind = 'purchase_refunded', NULL, IF(approved, a_price, r_price))
     AS reversal_amount,
-  IF(a.event_id IS NULL, r.producer_currency, a.producer_currency) AS reversal_producer_currency,
+  IF(approved, a_producer_currency, r_producer_currency) AS reversal_producer_currency,
   IF(
-    r.status = 'partially_refunded' AND r.kind = 'purchase_refunded',
+    r_status = 'partially_refunded' AND r_kind = 'purchase_refunded',
     NULL,
-    IF(a.event_id IS NULL, r.producer_net, a.producer_net)
+    IF(approved, a_producer_net, r_producer_net)
   ) AS reversal_producer_net
-FROM charges AS k
-LEFT JOIN approved AS a ON a.transaction = k.transaction AND a.recurrence = k.recurrence
-LEFT JOIN completed AS c ON c.transaction = k.transaction AND c.recurrence = k.recurrence
-LEFT JOIN reversed AS r ON r.transaction = k.transaction AND r.recurrence = k.recurrence
+FROM charges
