@@ -18,6 +18,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
+from learning_stub import LearningStub
 
 from coursebridge import lookup
 from coursebridge.backends import open_bus, open_store
@@ -121,7 +122,13 @@ class InProcessStack:
 
         warehouse = open_warehouse(analytics_settings)
         warehouse.migrate()  # what the analytics worker does first
-        self.urls["analytics"] = self._serve(analytics_api(analytics_settings, warehouse))
+        self.warehouse = warehouse
+        analytics = analytics_api(analytics_settings, warehouse)
+        self.learning_stub: LearningStub | None = None
+        if not any(rule.rule == "/learning/cohorts" for rule in analytics.url_map.iter_rules()):
+            self.learning_stub = LearningStub()
+            analytics.register_blueprint(self.learning_stub.blueprint(ADMIN_TOKEN))
+        self.urls["analytics"] = self._serve(analytics)
         for worker in (relay, enrollment, subscription):
             worker.start()
             self.workers.append(worker)
@@ -164,6 +171,13 @@ class InProcessStack:
         )
         response.raise_for_status()
         return response.json()
+
+    def record_payments(self, events: list[Any]) -> int:
+        """Payment events straight into analytics' warehouse (what its worker would project from the bus;
+        the stack runs no analytics worker). Returns how many were new."""
+        from analytics.service_layer.projector import project_events
+
+        return project_events(self.warehouse, events, b"console-test-pseudonym")
 
     def wait_course_list(self) -> None:
         wait_for(lambda: self.admin("enrollment", "GET", "/admin/lms/courses").ok, "TalentLMS's course list")

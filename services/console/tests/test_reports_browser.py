@@ -1,0 +1,338 @@
+"""The Revenue and Learning pages in a real browser (headless Debian chromium, Playwright) against the
+services running in this process, analytics holding known purchases: KPI per currency (BRL and USD never
+added), every day of the range on a time axis with empty days at zero, a product filter that narrows every
+chart, presets that change the range; learning charts from known cohorts and the plain empty state.
+Screenshots go to ``CONSOLE_SCREENSHOT_DIR`` (docs/console/ for docs/console.md and docs/analytics.md).
+
+Skipped when chromium or playwright is missing, except with CI=true (install: tools/install_chromium.sh).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from inproc_stack import ADMIN_TOKEN
+from test_console_browser import ARGS, CHROMIUM, _require_browser
+
+from analytics.synthetic import generate_events, payment_event
+
+pytestmark = pytest.mark.timeout(240)
+NOW = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
+TODAY = NOW.date()
+CSP_WATCH = (
+    "window.__csp = [];"
+    "document.addEventListener('securitypolicyviolation',"
+    " e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+)
+
+
+def _day(days_ago: int) -> str:
+    return (TODAY - timedelta(days=days_ago)).isoformat()
+
+
+def _month(months_ago: int) -> str:
+    first = TODAY.replace(day=1)
+    for _ in range(months_ago):
+        first = (first - timedelta(days=1)).replace(day=1)
+    return first.isoformat()
+
+
+def _known_purchases() -> list:
+    """Product 5001: 179.40 BRL and 100.00 USD sold 3 days ago; 50 BRL sold 8 days ago, refunded 7 days
+    ago and charged back 5 days ago (subtracted once)."""
+    common = {"product": "5001", "email": "hand@example.com"}
+    at = NOW - timedelta(days=3)
+    sale = {"transaction": "HPC3", "currency": "BRL", "price": "50.00", "producer": ("40.00", "BRL")}
+    return [
+        payment_event(
+            "purchase_approved",
+            event_id="c1",
+            at=at,
+            transaction="HPC1",
+            currency="BRL",
+            price="179.40",
+            producer=("150.00", "BRL"),
+            **common,
+        ),
+        payment_event(
+            "purchase_approved",
+            event_id="c2",
+            at=at,
+            transaction="HPC2",
+            currency="USD",
+            price="100.00",
+            producer=("430.00", "BRL"),
+            **common,
+        ),
+        payment_event("purchase_approved", event_id="c3", at=at - timedelta(days=5), **sale, **common),
+        payment_event("purchase_refunded", event_id="c4", at=at - timedelta(days=4), **sale, **common),
+        payment_event("purchase_chargeback", event_id="c5", at=at - timedelta(days=2), **sale, **common),
+    ]
+
+
+def _cohort(product: str, month: str, buyers: int, started: int, completed: int, hours: float | None):
+    return {
+        "product_id": product,
+        "cohort_month": month,
+        "buyers": buyers,
+        "started": started,
+        "completed": completed,
+        "started_rate": started / buyers if buyers else None,
+        "completion_rate": completed / buyers if buyers else None,
+        "first_access_hours_median": hours,
+    }
+
+
+def _bucket(product: str, bucket: str, buyers: int, refunded: int):
+    rate = refunded / buyers if buyers else None
+    return {
+        "product_id": product,
+        "bucket": bucket,
+        "buyers": buyers,
+        "refunded": refunded,
+        "refund_rate": rate,
+    }
+
+
+COHORTS = [
+    _cohort("4711", _month(1), 40, 30, 12, 5.5),
+    _cohort("4711", _month(0), 20, 10, 2, 20.0),
+    _cohort("4713", _month(1), 10, 8, 6, 1.5),
+]
+REFUNDS = [
+    _bucket("4711", "never_started", 10, 4),
+    _bucket("4711", "started", 30, 3),
+    _bucket("4711", "completed", 20, 0),
+    _bucket("4713", "never_started", 2, 1),
+    _bucket("4713", "started", 8, 0),
+]
+
+
+@pytest.fixture(scope="module")
+def seeded(stack):
+    background = list(generate_events(600, seed=5, start=NOW - timedelta(days=130), days=130))
+    assert stack.record_payments(background + _known_purchases()) > 0
+    return stack
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    target = Path(os.environ.get("CONSOLE_SCREENSHOT_DIR") or tmp_path)
+    target.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+@pytest.fixture
+def browser_page(seeded):
+    sync_playwright = _require_browser()
+    url = seeded.urls["console"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.add_init_script(CSP_WATCH)
+            seen = {"external": [], "errors": [], "urls": []}
+            page.on(
+                "request",
+                lambda r: (
+                    seen["urls"].append(r.url)
+                    or (None if r.url.startswith(url) else seen["external"].append(r.url))
+                ),
+            )
+            page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+            page.goto(f"{url}/signin?next=/revenue")
+            page.fill("input[name=operator]", "maria@school.example")
+            page.fill("input[name=token]", ADMIN_TOKEN)
+            page.click("form[action='/signin'] button[type=submit]")
+            page.wait_for_url(re.compile(r".*/revenue$"))
+            yield page, url, seen
+            assert seen["external"] == [] and seen["errors"] == []  # every asset from the console
+            assert not [u for u in seen["urls"] if ADMIN_TOKEN in u]
+        finally:
+            browser.close()
+
+
+def _rendered(page) -> None:
+    page.wait_for_selector("body[data-rendered]", timeout=20000)
+    assert page.get_attribute("body", "data-rendered") == "true", page.locator("#status").inner_text()
+
+
+def _state(page, name: str) -> dict:
+    return page.evaluate(f"JSON.parse(JSON.stringify(window.{name}))")
+
+
+def _option(page, chart_id: str) -> dict:
+    """What ECharts actually drew (its resolved option), not what the page meant to draw."""
+    return page.evaluate(
+        "id => { const o = echarts.getInstanceByDom(document.getElementById(id)).getOption();"
+        " return JSON.parse(JSON.stringify({xAxis: o.xAxis, series: o.series.map("
+        "s => ({name: s.name, type: s.type, data: s.data}))})); }",
+        chart_id,
+    )
+
+
+def _tile(page, kpi: str, currency: str) -> str:
+    return page.locator(f'.kpi-row[data-currency="{currency}"] [data-kpi="{kpi}"] .value').inner_text()
+
+
+def _api(stack, path: str) -> dict:
+    response = stack.admin("analytics", "GET", path)
+    response.raise_for_status()
+    return response.json()
+
+
+def _money(value: float, currency: str) -> str:
+    return f"{value:,.2f} {currency}"
+
+
+def test_revenue_page_per_currency_time_axis_filters_and_presets(seeded, browser_page, shots):
+    page, _url, _seen = browser_page
+    _rendered(page)
+    assert page.locator("nav a[aria-current=page]").inner_text() == "Revenue"
+    assert page.locator("[data-range='90d']").get_attribute("aria-current") == "true"
+
+    # All products, the last 90 days: each currency's tiles are analytics' own figures for it, never summed.
+    whole = _api(seeded, f"/revenue/summary?from={_day(89)}&to={_day(0)}")
+    by_currency = {c["currency"]: c for c in whole["currencies"]}
+    assert set(by_currency) == {"BRL", "USD"}
+    for currency, figures in by_currency.items():
+        assert _tile(page, "gross", currency) == _money(figures["gross"], currency)
+        assert _tile(page, "net", currency) == _money(figures["net"], currency)
+    added = by_currency["BRL"]["gross"] + by_currency["USD"]["gross"]
+    assert f"{added:,.2f}" not in page.locator("#kpis").inner_text()
+    state = _state(page, "coursebridgeRevenue")
+    assert state["from"] == _day(89) and state["to"] == _day(0) and state["currency"] == "BRL"
+    for chart in ("net", "gross", "mrr", "churn", "rates"):
+        assert page.locator(f"#chart-{chart} svg").count() == 1, chart
+    page.hover("#chart-net svg")  # a tooltip, drawn without inline styles
+    page.screenshot(path=str(shots / "revenue.png"), full_page=True)
+
+    # One product: 179.40 BRL and 100.00 USD side by side, never 279.40.
+    page.select_option("#product", "5001")
+    page.wait_for_url(re.compile(r".*product=5001.*"))
+    _rendered(page)
+    assert _tile(page, "gross", "BRL") == "229.40 BRL"  # 179.40 + the 50.00 charged back later
+    assert _tile(page, "gross", "USD") == "100.00 USD"
+    assert _tile(page, "net", "BRL") == "179.40 BRL"  # refunded then charged back: subtracted once
+    assert _tile(page, "net", "USD") == "100.00 USD"
+    assert _tile(page, "chargebacks", "BRL") == "50.00 BRL"
+    assert _tile(page, "producer_net", "BRL") == "580.00 BRL"  # the USD sale's commission is paid in BRL
+    assert _tile(page, "mrr", "BRL") == "0.00 BRL"
+    assert "279.4" not in page.locator("#kpis").inner_text()
+
+    # A real time axis: every day of the range, days without money at zero (read from ECharts itself).
+    gross = _option(page, "chart-gross")
+    assert gross["xAxis"][0]["type"] == "time"
+    bars = {s["name"]: s["data"] for s in gross["series"]}
+    assert [d for d, _ in bars["gross"]] == [_day(n) for n in range(89, -1, -1)]
+    assert [(d, v) for d, v in bars["gross"] if v] == [(_day(8), 50.0), (_day(3), 179.4)]
+    assert [(d, v) for d, v in bars["chargebacks"] if v] == [(_day(5), 50.0)]
+    net = _option(page, "chart-net")["series"][0]["data"]
+    assert len(net) == 90 and sum(1 for _, v in net if v == 0) == 87
+
+    # The filter narrows every chart: no MRR, no subscribers, fewer charges in the rate months.
+    narrow = _state(page, "coursebridgeRevenue")
+    assert narrow["product"] == "5001"
+    assert all(v == 0 for v in _option(page, "chart-mrr")["series"][0]["data"])
+    churn = {s["name"]: s["data"] for s in _option(page, "chart-churn")["series"]}
+    assert all(v == 0 for v in churn["active subscribers"]) and all(v == 0 for v in churn["new subscribers"])
+    assert sum(r["purchases"] for r in narrow["rates"]) == 2  # the two BRL sales
+    assert sum(r["purchases"] for r in state["rates"]) > 2
+    assert sum(v for _, v in narrow["series"]["gross"]) < sum(v for _, v in state["series"]["gross"])
+    page.screenshot(path=str(shots / "revenue-product.png"), full_page=True)
+
+    # The subscription product: MRR; the charts in USD on request.
+    page.select_option("#product", "4711")
+    page.wait_for_url(re.compile(r".*product=4711.*"))
+    _rendered(page)
+    assert any(v > 0 for v in _option(page, "chart-mrr")["series"][0]["data"])
+    page.select_option("#currency", "USD")
+    page.wait_for_url(re.compile(r".*currency=USD.*"))
+    _rendered(page)
+    assert _state(page, "coursebridgeRevenue")["currency"] == "USD"
+    assert page.locator("#chart-net").locator("xpath=..").locator(".unit").inner_text() == "(USD)"
+
+    # Presets change the range and keep the product.
+    for preset, days in (("7d", {7}), ("30d", {30}), ("12m", {365, 366})):
+        page.click(f"[data-range='{preset}']")
+        page.wait_for_url(re.compile(rf".*range={preset}.*"))
+        _rendered(page)
+        drawn = _state(page, "coursebridgeRevenue")
+        assert len(drawn["labels"]) in days and drawn["to"] == _day(0) and drawn["product"] == "4711"
+        assert len(_option(page, "chart-net")["series"][0]["data"]) == len(drawn["labels"])
+        assert page.locator(f"[data-range='{preset}']").get_attribute("aria-current") == "true"
+    assert page.evaluate("window.__csp") == []
+    assert ADMIN_TOKEN not in page.content()
+
+
+def test_learning_page_charts_tables_and_the_empty_state(seeded, browser_page, shots):
+    page, url, _seen = browser_page
+    stub = seeded.learning_stub
+    if stub is None:
+        pytest.skip("analytics serves the learning views: test_learning_page_with_real_analytics covers it")
+    stub.cohorts, stub.refunds = COHORTS, REFUNDS
+    stub.events, stub.last_occurred_at, stub.served = 1234, f"{_day(0)}T09:12:00Z", True
+
+    page.goto(f"{url}/learning")
+    _rendered(page)
+    assert page.locator("#learning-empty").is_hidden() and page.locator("#learning").is_visible()
+    assert "1234 learning events read from TalentLMS" in page.locator("#activity").inner_text()
+    completion = {s["name"]: s["data"] for s in _option(page, "chart-completion")["series"]}
+    months = _state(page, "coursebridgeLearning")["months"]
+    last, this = months.index(_month(1)), months.index(_month(0))
+    assert completion["4711 completed %"][last] == 30.0 and completion["4711 completed %"][this] == 10.0
+    assert completion["4711 started %"][last] == 75.0 and completion["4713 completed %"][last] == 60.0
+    assert completion["4713 completed %"][this] is None  # no cohort that month: a gap, not 0 %
+    first_access = {s["name"]: s["data"] for s in _option(page, "chart-first-access")["series"]}
+    assert first_access["4711"][last] == 5.5 and first_access["4713"][last] == 1.5
+    refunds = _option(page, "chart-refunds")
+    assert refunds["xAxis"][0]["data"] == ["never started", "started", "completed"]
+    by_product = {s["name"]: s["data"] for s in refunds["series"]}
+    assert by_product["4711"] == [40.0, 10.0, 0.0] and by_product["4713"] == [50.0, 0.0, None]
+    row = page.locator(f"#cohorts tr[data-product='4711'][data-cohort='{_month(1)[:7]}']").inner_text()
+    assert "40" in row and "75.0 %" in row and "30.0 %" in row and "5.5 h" in row
+    assert page.locator("#refunds tbody tr").count() == 5
+    assert page.evaluate("window.__csp") == []
+    page.screenshot(path=str(shots / "learning.png"), full_page=True)
+
+    # The product filter narrows every chart and table.
+    page.select_option("#product", "4713")
+    page.wait_for_url(re.compile(r".*product=4713.*"))
+    _rendered(page)
+    names = {s["name"] for s in _option(page, "chart-completion")["series"]}
+    assert names == {"4713 completed %", "4713 started %"}
+    assert {s["name"] for s in _option(page, "chart-refunds")["series"]} == {"4713"}
+    assert {s["name"] for s in _option(page, "chart-first-access")["series"]} == {"4713"}
+    assert page.locator("#cohorts tbody tr").count() == 1 and page.locator("#refunds tbody tr").count() == 2
+    assert "product=4713" in stub.calls[-1]
+
+    # A preset changes the cohorts asked for: 7 days touch at most two months.
+    page.click("[data-range='7d']")
+    page.wait_for_url(re.compile(r".*range=7d.*"))
+    _rendered(page)
+    assert _state(page, "coursebridgeLearning")["from"] == _day(6)
+    assert f"from={_day(6)}" in stub.calls[-1]
+
+    # Nothing read from TalentLMS yet: said plainly, no chart of zeros.
+    stub.events, stub.last_occurred_at = 0, None
+    page.goto(f"{url}/learning")
+    _rendered(page)
+    assert page.locator("#learning").is_hidden()
+    empty = page.locator("#learning-empty").inner_text()
+    assert (
+        "No learning activity has been read yet" in empty and "TalentLMS credentials on enrollment" in empty
+    )
+    assert page.locator("#learning-unserved").is_hidden()
+    page.screenshot(path=str(shots / "learning-empty.png"), full_page=True)
+
+    # An analytics without the learning views (404): the same message, not an error page.
+    stub.served = False
+    page.goto(f"{url}/learning")
+    _rendered(page)
+    assert "No learning activity has been read yet" in page.locator("#learning-empty").inner_text()
+    assert page.locator("#learning-unserved").is_visible()
+    stub.served = True
