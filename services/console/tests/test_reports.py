@@ -1,0 +1,123 @@
+"""The Revenue and Learning pages' data over HTTP: what the console answers is analytics' own answer for
+the checked range and product; a down analytics costs only the figures, an older one (404 on the learning
+views) reads as "no learning activity yet". The range rules themselves are pure (``console.domain.reports``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from conftest import sign_in
+from inproc_stack import ADMIN_TOKEN, free_port
+
+from analytics.synthetic import generate_events
+from console.domain.reports import BadQuery, preset_range, report_query
+
+TODAY = date(2026, 3, 15)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ({}, (date(2025, 12, 16), TODAY, "90d")),
+        ({"range": "7d"}, (date(2026, 3, 9), TODAY, "7d")),
+        ({"range": "30d"}, (date(2026, 2, 14), TODAY, "30d")),
+        ({"range": "12m"}, (date(2025, 3, 16), TODAY, "12m")),
+        ({"from": "2026-01-01", "to": "2026-01-31"}, (date(2026, 1, 1), date(2026, 1, 31), None)),
+        # dates as the preset gives them keep the preset (the form sends both); edited dates drop it
+        ({"range": "7d", "from": "2026-03-09", "to": "2026-03-15"}, (date(2026, 3, 9), TODAY, "7d")),
+        ({"range": "7d", "from": "2026-03-01", "to": "2026-03-15"}, (date(2026, 3, 1), TODAY, None)),
+    ],
+)
+def test_ranges(args, expected):
+    query = report_query(args, TODAY)
+    assert (query.start, query.end, query.preset) == expected
+
+
+def test_twelve_months_from_a_leap_day_and_the_longest_range():
+    assert preset_range("12m", date(2028, 2, 29)) == (date(2027, 3, 1), date(2028, 2, 29))
+    longest = report_query({"from": "2024-01-01", "to": "2024-12-31"}, TODAY)  # 366 days: allowed
+    assert longest.days == 366
+    with pytest.raises(BadQuery, match="366 days"):
+        report_query({"from": "2024-01-01", "to": "2025-01-01"}, TODAY)
+
+
+def test_the_query_forwarded_to_analytics():
+    query = report_query({"range": "30d", "product": "4711", "currency": "USD", "report": "EUR"}, TODAY)
+    assert query.params() == {"from": "2026-02-14", "to": "2026-03-15", "product": "4711"}
+    assert (query.currency, query.report) == ("USD", "EUR")
+    assert report_query({"product": "  "}, TODAY).product is None
+
+
+@pytest.fixture(scope="module")
+def seeded(stack):
+    start = datetime.now(UTC) - timedelta(days=60)
+    stack.record_payments(list(generate_events(200, seed=11, start=start, days=60)))
+    return stack
+
+
+def test_revenue_data_is_analytics_answer_for_the_range_and_product(seeded, operator):
+    end = date.today()
+    start = end - timedelta(days=29)
+    query = f"from={start}&to={end}&product=4712"
+    mine = operator.get(seeded.urls["console"] + f"/revenue/data?{query}", timeout=10)
+    assert mine.status_code == 200
+    body = mine.json()
+    analytics = {
+        "daily": f"/revenue/daily?{query}",
+        "summary": f"/revenue/summary?{query}",
+        "mrr": f"/views/mrr_monthly?{query}",
+        "churn": f"/views/churn_monthly?{query}",
+        "rates": f"/views/refund_rates_monthly?{query}",
+    }
+    for name, path in analytics.items():
+        assert body[name] == seeded.admin("analytics", "GET", path).json(), name
+    assert body["summary"]["currencies"] and body["summary"]["product"] == "4712"
+    assert (body["from"], body["to"], body["product"]) == (str(start), str(end), "4712")
+
+
+def test_learning_data_when_analytics_does_not_serve_it_yet(seeded, operator):
+    stub = seeded.learning_stub
+    if stub is None:
+        pytest.skip("analytics serves the learning views")
+    stub.served = False
+    try:
+        answer = operator.get(seeded.urls["console"] + "/learning/data?range=30d", timeout=10)
+    finally:
+        stub.served = True
+    assert answer.status_code == 200 and answer.json()["available"] is False
+
+
+def test_a_down_analytics_costs_the_figures_not_the_page(seeded):
+    from console.bootstrap import build_app
+    from console.config import ConsoleSettings, derived_secret_key
+
+    urls = {**seeded.urls, "analytics": f"http://127.0.0.1:{free_port()}"}
+    app = build_app(
+        ConsoleSettings(
+            admin_token=ADMIN_TOKEN, urls=urls, secret_key=derived_secret_key(ADMIN_TOKEN), timeout=2
+        )
+    )
+    client = app.test_client()
+    with client.session_transaction() as session:
+        session["operator"] = "maria"
+    for route in ("/revenue/data?range=7d", "/learning/data?range=7d"):
+        answer = client.get(route)
+        assert answer.status_code == 502 and answer.json["message"] == "analytics is not reachable"
+    page = client.get("/revenue")
+    assert page.status_code == 200
+    assert "analytics: analytics is not reachable — this part of the page is missing" in page.get_data(
+        as_text=True
+    )
+
+
+def test_the_pages_render_for_a_signed_in_operator(seeded):
+    http = sign_in(seeded.urls["console"], "pages-check")
+    for path, title in (("/revenue", "Revenue"), ("/learning", "Learning")):
+        page = http.get(seeded.urls["console"] + path, timeout=10)
+        assert page.status_code == 200 and f"<h1>{title}</h1>" in page.text
+        assert "/static/vendor/echarts/echarts.min.js" in page.text
+        assert "4712" in page.text  # the product filter offers what analytics has seen
+    licence = http.get(seeded.urls["console"] + "/static/vendor/echarts/LICENSE", timeout=10)
+    assert licence.status_code == 200 and "Apache License" in licence.text
