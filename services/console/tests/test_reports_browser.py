@@ -113,9 +113,14 @@ REFUNDS = [
 
 
 @pytest.fixture(scope="module")
-def seeded(stack):
+def seeded(stack, tmp_path_factory):
+    from analytics.entrypoints.cli import parse_rates
+
     background = list(generate_events(600, seed=5, start=NOW - timedelta(days=130), days=130))
     assert stack.record_payments(background + _known_purchases()) > 0
+    rates = tmp_path_factory.mktemp("rates") / "rates.csv"  # the owner's USD→BRL rate of one day
+    rates.write_text(f"day,currency,reporting_currency,rate\n{_day(3)},USD,BRL,5.00\n")
+    stack.warehouse.load_rates(parse_rates(rates))
     return stack
 
 
@@ -244,6 +249,19 @@ def test_revenue_page_per_currency_time_axis_filters_and_presets(seeded, browser
     assert sum(r["purchases"] for r in state["rates"]) > 2
     assert sum(v for _, v in narrow["series"]["gross"]) < sum(v for _, v in state["series"]["gross"])
     page.screenshot(path=str(shots / "revenue-product.png"), full_page=True)
+
+    # Converted totals only with the owner's rates, beside the per-currency tiles (which do not change).
+    assert page.locator("#converted").is_hidden()
+    page.select_option("#report", "BRL")
+    page.wait_for_url(re.compile(r".*report=BRL.*"))
+    _rendered(page)
+    converted = page.locator("#converted").inner_text()
+    assert "Converted into BRL" in converted and "gross 729.40 BRL, net 679.40 BRL" in converted
+    assert "no rate" not in converted  # the one USD day had its rate
+    assert _tile(page, "gross", "BRL") == "229.40 BRL" and _tile(page, "gross", "USD") == "100.00 USD"
+    page.select_option("#report", "")
+    page.wait_for_url(re.compile(r".*report=(&|$).*"))
+    _rendered(page)
 
     # The subscription product: MRR; the charts in USD on request.
     page.select_option("#product", "4711")
