@@ -187,8 +187,7 @@ def console_blueprint(
             log.warning("console.analytics_refused", route=request.endpoint, status=error.status)
             if error.status == 400:
                 return jsonify(error="bad_request", message=f"analytics: {error.message}"), 400
-            message = f"analytics: {error.message}" if error.status else "analytics is not reachable"
-            return jsonify(error="unavailable", message=message), 502
+            return jsonify(error="unavailable", message=f"analytics: {error.message}"), 502
 
     @bp.get("/revenue")
     def revenue() -> str:
