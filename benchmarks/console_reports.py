@@ -49,7 +49,7 @@ def main() -> None:
         console = stack.serve_console()
         now = datetime.now(UTC)
         started = time.perf_counter()
-        stack.record_payments(list(generate_events(args.events, start=now - timedelta(days=365), days=365)))
+        stack.record_events(list(generate_events(args.events, start=now - timedelta(days=365), days=365)))
         print(f"projected {args.events:,} events in {time.perf_counter() - started:.1f} s")
         http = requests.Session()
         token = http.get(console + "/signin", timeout=10).text.split('name="csrf_token" value="')[1]

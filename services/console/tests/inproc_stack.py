@@ -172,9 +172,9 @@ class InProcessStack:
         response.raise_for_status()
         return response.json()
 
-    def record_payments(self, events: list[Any]) -> int:
-        """Payment events straight into analytics' warehouse (what its worker would project from the bus;
-        the stack runs no analytics worker). Returns how many were new."""
+    def record_events(self, events: list[Any]) -> int:
+        """Payment (and learning) events straight into analytics' warehouse (what its worker would project
+        from the bus; the stack runs no analytics worker). Returns how many were new."""
         from analytics.service_layer.projector import project_events
 
         return project_events(self.warehouse, events, b"console-test-pseudonym")

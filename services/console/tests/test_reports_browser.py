@@ -117,7 +117,8 @@ def seeded(stack, tmp_path_factory):
     from analytics.entrypoints.cli import parse_rates
 
     background = list(generate_events(600, seed=5, start=NOW - timedelta(days=130), days=130))
-    assert stack.record_payments(background + _known_purchases()) > 0
+    assert stack.record_events(background + _known_purchases()) > 0
+    stack.sample_payments = background
     rates = tmp_path_factory.mktemp("rates") / "rates.csv"  # the owner's USD→BRL rate of one day
     rates.write_text(f"day,currency,reporting_currency,rate\n{_day(3)},USD,BRL,5.00\n")
     stack.warehouse.load_rates(parse_rates(rates))
@@ -354,3 +355,83 @@ def test_learning_page_charts_tables_and_the_empty_state(seeded, browser_page, s
     assert "No learning activity has been read yet" in page.locator("#learning-empty").inner_text()
     assert page.locator("#learning-unserved").is_visible()
     stub.served = True
+
+
+def _known_learning() -> list:
+    """What the buyers of product 5001 did on TalentLMS: HPC1 signed in 2 h after buying and completed the
+    course a day later; HPC2 signed in after 26 h; HPC3 only signed in after its refund (never started)."""
+    from analytics.synthetic import learning_event
+
+    bought, bought_hpc3 = NOW - timedelta(days=3), NOW - timedelta(days=8)
+
+    def act(kind: str, transaction: str, at, course: str | None = None):
+        return learning_event(
+            kind,
+            activity_id=f"la-{kind}-{transaction}",
+            at=at,
+            lms_user_id=f"u-{transaction}",
+            purchases=[(transaction, "5001")],
+            course_id=course,
+        )
+
+    return [
+        act("signed_in", "HPC1", bought + timedelta(hours=2)),
+        act("course_completed", "HPC1", bought + timedelta(days=1), "7"),
+        act("signed_in", "HPC2", bought + timedelta(hours=26)),
+        act("signed_in", "HPC3", bought_hpc3 + timedelta(hours=36)),  # the refund came 24 h after buying
+    ]
+
+
+def test_learning_page_with_real_analytics(seeded, browser_page, shots):
+    """Against analytics' own learning views (when it serves them): the empty state before any learning
+    activity, then known activity drawn and tabled for product 5001."""
+    page, url, _seen = browser_page
+    if seeded.learning_stub is not None:
+        pytest.skip("analytics does not serve the learning views yet: the stub-backed test covers the page")
+    from analytics.synthetic import learning_events_for
+
+    page.goto(f"{url}/learning")
+    _rendered(page)
+    assert page.locator("#learning").is_hidden()
+    assert "No learning activity has been read yet" in page.locator("#learning-empty").inner_text()
+    assert page.locator("#learning-unserved").is_hidden()
+
+    assert seeded.record_events(learning_events_for(seeded.sample_payments) + _known_learning()) > 0
+    page.goto(f"{url}/learning")
+    _rendered(page)
+    assert page.locator("#learning").is_visible() and page.locator("#learning-empty").is_hidden()
+    everyone = _state(page, "coursebridgeLearning")
+    assert {r["product_id"] for r in everyone["cohorts"]} >= {"4711", "4712", "4713", "5001"}
+    assert any(r["started"] for r in everyone["cohorts"] if r["product_id"] != "5001")
+    page.screenshot(path=str(shots / "learning.png"), full_page=True)
+
+    page.select_option("#product", "5001")
+    page.wait_for_url(re.compile(r".*product=5001.*"))
+    _rendered(page)
+    state = _state(page, "coursebridgeLearning")
+    months = state["months"]
+    recent, older = _month_of(3), _month_of(8)
+    if recent == older:
+        expected = {recent: (3, 2, 1, 14.0)}
+    else:  # HPC3 was bought in the month before
+        expected = {recent: (2, 2, 1, 14.0), older: (1, 0, 0, None)}
+    got = {
+        r["cohort_month"]: (r["buyers"], r["started"], r["completed"], r["first_access_hours_median"])
+        for r in state["cohorts"]
+    }
+    assert got == expected
+    completion = {s["name"]: s["data"] for s in _option(page, "chart-completion")["series"]}
+    buyers, started, completed, _hours = expected[recent]
+    assert completion["5001 completed %"][months.index(recent)] == round(100 * completed / buyers, 2)
+    assert completion["5001 started %"][months.index(recent)] == round(100 * started / buyers, 2)
+    first_access = {s["name"]: s["data"] for s in _option(page, "chart-first-access")["series"]}
+    assert first_access["5001"][months.index(recent)] == 14.0  # the median of 2 h and 26 h
+    refunds = {s["name"]: s["data"] for s in _option(page, "chart-refunds")["series"]}
+    assert refunds == {"5001": [100.0, 0.0, 0.0]}  # HPC3's sign-in after the refund does not count
+    rows = page.locator("#refunds tbody tr[data-bucket=never_started]").inner_text()
+    assert "100.0 %" in rows
+    assert page.evaluate("window.__csp") == []
+
+
+def _month_of(days_ago: int) -> str:
+    return (NOW - timedelta(days=days_ago)).date().replace(day=1).isoformat()
