@@ -93,7 +93,8 @@
     $("activity").textContent = res.activity.events + " learning events read from TalentLMS" +
       (res.activity.last_occurred_at ? ", the latest from " + res.activity.last_occurred_at.replace("T", " ").slice(0, 16) + " UTC" : "") + ".";
     state.months = monthLabels; state.cohorts = res.cohorts; state.refunds = res.refunds; state.activity = res.activity;
-    C.status((q.product ? "Product " + q.product : "All products") + ", cohorts bought " + q.from + " to " + q.to + ".");
+    C.status((q.product ? "Product " + q.product : "All products") + ", cohort months " + monthLabels[0].slice(0, 7) +
+      " to " + monthLabels[monthLabels.length - 1].slice(0, 7) + " (the months " + q.from + " to " + q.to + " touch).");
   }
 
   function load() {
