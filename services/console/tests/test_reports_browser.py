@@ -141,14 +141,8 @@ def browser_page(seeded):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.add_init_script(CSP_WATCH)
-            seen = {"external": [], "errors": [], "urls": []}
-            page.on(
-                "request",
-                lambda r: (
-                    seen["urls"].append(r.url)
-                    or (None if r.url.startswith(url) else seen["external"].append(r.url))
-                ),
-            )
+            seen = {"consoles": [url], "errors": [], "urls": []}
+            page.on("request", lambda r: seen["urls"].append(r.url))
             page.on("pageerror", lambda e: seen["errors"].append(str(e)))
             page.goto(f"{url}/signin?next=/revenue")
             page.fill("input[name=operator]", "maria@school.example")
@@ -156,7 +150,9 @@ def browser_page(seeded):
             page.click("form[action='/signin'] button[type=submit]")
             page.wait_for_url(re.compile(r".*/revenue$"))
             yield page, url, seen
-            assert seen["external"] == [] and seen["errors"] == []  # every asset from the console
+            assert seen["errors"] == []
+            # every request went to a console (never to analytics, never off the machine)
+            assert [u for u in seen["urls"] if not u.startswith(tuple(seen["consoles"]))] == []
             assert not [u for u in seen["urls"] if ADMIN_TOKEN in u]
         finally:
             browser.close()
@@ -385,7 +381,7 @@ def _known_learning() -> list:
 def test_learning_page_with_real_analytics(seeded, browser_page, shots):
     """Against analytics' own learning views (when it serves them): the empty state before any learning
     activity, then known activity drawn and tabled for product 5001."""
-    page, url, _seen = browser_page
+    page, url, seen = browser_page
     if seeded.learning_stub is not None:
         pytest.skip("analytics does not serve the learning views yet: the stub-backed test covers the page")
     from analytics.synthetic import learning_events_for
@@ -431,7 +427,38 @@ def test_learning_page_with_real_analytics(seeded, browser_page, shots):
     assert refunds == {"5001": [100.0, 0.0, 0.0]}  # HPC3's sign-in after the refund does not count
     rows = page.locator("#refunds tbody tr[data-bucket=never_started]").inner_text()
     assert "100.0 %" in rows
+    gaps = [v for m, v in zip(months, completion["5001 completed %"], strict=True) if m not in expected]
+    assert gaps and all(v is None for v in gaps)  # a month without a cohort is a gap, not 0 %
+    assert {s["name"] for s in _option(page, "chart-completion")["series"]} == {
+        "5001 completed %",
+        "5001 started %",
+    }
     assert page.evaluate("window.__csp") == []
+
+    # A preset changes the range asked for and keeps the product.
+    page.click("[data-range='7d']")
+    page.wait_for_url(re.compile(r".*range=7d.*"))
+    _rendered(page)
+    week = _state(page, "coursebridgeLearning")
+    assert (week["from"], week["to"], week["product"]) == (_day(6), _day(0), "5001")
+    assert {r["cohort_month"] for r in week["cohorts"]} == {_month_of(n) for n in (0, 3, 6)} & set(expected)
+
+    # An analytics that predates the learning views (404): the same plain message, not an error page.
+    from console.bootstrap import build_app
+    from console.config import ConsoleSettings, derived_secret_key
+
+    older = build_app(
+        ConsoleSettings(
+            admin_token=ADMIN_TOKEN,
+            urls={**seeded.urls, "analytics": seeded.urls["ingest"]},  # no /learning routes there
+            secret_key=derived_secret_key(ADMIN_TOKEN),
+        )
+    )
+    seen["consoles"].append(seeded._serve(older))
+    page.goto(f"{seen['consoles'][-1]}/learning")  # the session cookie is the host's, whatever the port
+    _rendered(page)
+    assert "No learning activity has been read yet" in page.locator("#learning-empty").inner_text()
+    assert page.locator("#learning-unserved").is_visible() and page.locator("#learning").is_hidden()
 
 
 def _month_of(days_ago: int) -> str:
