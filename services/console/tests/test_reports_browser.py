@@ -159,8 +159,10 @@ def browser_page(seeded):
 
 
 def _rendered(page) -> None:
+    """The page drew (or said why not), within the console's CSP: every page load is checked."""
     page.wait_for_selector("body[data-rendered]", timeout=20000)
     assert page.get_attribute("body", "data-rendered") == "true", page.locator("#status").inner_text()
+    assert page.evaluate("window.__csp") == []
 
 
 def _state(page, name: str) -> dict:
