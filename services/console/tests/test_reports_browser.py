@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from inproc_stack import ADMIN_TOKEN
+from inproc_stack import ADMIN_TOKEN, free_port
 from test_console_browser import ARGS, CHROMIUM, _require_browser
 
 from analytics.synthetic import generate_events, payment_event
@@ -194,7 +194,7 @@ def _money(value: float, currency: str) -> str:
 
 
 def test_revenue_page_per_currency_time_axis_filters_and_presets(seeded, browser_page, shots):
-    page, _url, _seen = browser_page
+    page, _url, seen = browser_page
     _rendered(page)
     assert page.locator("nav a[aria-current=page]").inner_text() == "Revenue"
     assert page.locator("[data-range='90d']").get_attribute("aria-current") == "true"
@@ -284,6 +284,26 @@ def test_revenue_page_per_currency_time_axis_filters_and_presets(seeded, browser
         assert page.locator(f"[data-range='{preset}']").get_attribute("aria-current") == "true"
     assert page.evaluate("window.__csp") == []
     assert ADMIN_TOKEN not in page.content()
+
+    # Analytics down: the page still renders and says what is missing, instead of blank charts.
+    from console.bootstrap import build_app
+    from console.config import ConsoleSettings, derived_secret_key
+
+    cut_off = build_app(
+        ConsoleSettings(
+            admin_token=ADMIN_TOKEN,
+            urls={**seeded.urls, "analytics": f"http://127.0.0.1:{free_port()}"},
+            secret_key=derived_secret_key(ADMIN_TOKEN),
+            timeout=2,
+        )
+    )
+    seen["consoles"].append(seeded._serve(cut_off))
+    page.goto(f"{seen['consoles'][-1]}/revenue")
+    page.wait_for_selector("body[data-rendered=error]", timeout=20000)
+    assert "analytics: analytics is not reachable" in page.locator("p.flash.bad").inner_text()
+    assert (
+        page.locator("#status").inner_text() == "Could not load: analytics: not reachable (ConnectionError)"
+    )
 
 
 def test_learning_page_charts_tables_and_the_empty_state(seeded, browser_page, shots):
