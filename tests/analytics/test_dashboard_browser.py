@@ -18,7 +18,7 @@ from analytics.adapters.duckdb_warehouse import DuckDBWarehouse
 from analytics.bootstrap import build_api
 from analytics.config import AnalyticsSettings
 from analytics.service_layer.projector import project_events
-from analytics.synthetic import generate_events, payment_event
+from analytics.synthetic import generate_events, learning_events_for, payment_event
 from coursebridge.config import PlatformSettings
 
 CHROMIUM = "/usr/bin/chromium"
@@ -122,6 +122,7 @@ def server(tmp_path: Path):
     warehouse.migrate()
     start = TODAY - timedelta(days=400)
     events = list(generate_events(3000, seed=8, start=start, days=400)) + _hand_made()
+    events += learning_events_for(events, seed=9, until=datetime.now(UTC))  # their TalentLMS activity
     project_events(warehouse, events, b"k")
     settings = AnalyticsSettings(
         platform=PlatformSettings(data_dir=tmp_path, service_name="analytics"),
@@ -183,6 +184,13 @@ def test_dashboard_kpis_per_currency_time_axis_and_filters(server):
                 assert page.locator(f"#chart-{chart} svg").count() == 1, chart
             assert page.locator(".kpi-row[data-currency=BRL]").count() == 1
             assert page.locator(".kpi-row[data-currency=USD]").count() == 1
+            # Learning: cohorts of the range's months and refund rates by progress, as tables.
+            learning = state["learning"]
+            assert learning["cohorts"]["rows"] and learning["cohorts"]["activity"]["events"] > 0
+            assert page.locator("#learning-cohorts tr").count() == len(learning["cohorts"]["rows"]) + 1
+            assert page.locator("#learning-refunds tr").count() == len(learning["refunds"]["rows"]) + 1
+            assert "TalentLMS activities recorded" in page.locator("#learning-note").inner_text()
+            assert learning["cohorts"]["activity"]["last_occurred_at"] < datetime.now(UTC).isoformat()
             page.screenshot(path=str(SCREENSHOTS / "analytics-dashboard.png"), full_page=True)
 
             # One product: each currency on its own, never added (179.40 BRL and 100.00 USD, not 279.4).
@@ -197,6 +205,7 @@ def test_dashboard_kpis_per_currency_time_axis_and_filters(server):
             assert "279.4" not in page.locator("#kpis").inner_text()
             narrow = _state(page)
             assert narrow["product"] == "5001" and narrow["currency"] == "BRL"
+            assert {r["product_id"] for r in narrow["learning"]["refunds"]["rows"]} == {"5001"}
             # A real time axis: every day of the range, days without money at zero.
             assert len(narrow["series"]["gross"]) == 90
             assert [d for d, v in narrow["series"]["gross"] if v] == [

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,24 @@ def test_samples_are_accepted_deduplicated_and_published_then_the_stack_stops_cl
     assert result.returncode == 0, result.stdout + result.stderr
     assert "200 accepted / 200 duplicate" in result.stdout
     assert "published to the payments topic" in result.stdout
+    assert "6 sample TalentLMS activities published to the learning topic" in result.stdout
+    # ... and analytics' worker projects them: the Learning views of a fresh stack have data.
+    secrets = (Path(env["COURSEBRIDGE_DATA_DIR"]) / "dev-secrets.env").read_text().splitlines()
+    token = next(line.split("=", 1)[1] for line in secrets if line.startswith("ADMIN_TOKEN="))
+    today = datetime.now(UTC).date()
+    cohorts = (
+        f"http://127.0.0.1:{local_stack['ports']['ANALYTICS_PORT']}/learning/cohorts"
+        f"?from={today - timedelta(days=365)}&to={today}"
+    )
+
+    def learning_arrived() -> bool:
+        try:
+            response = requests.get(cohorts, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+        except requests.RequestException:
+            return False
+        return response.ok and response.json()["activity"]["events"] == 6
+
+    wait_for(learning_arrived, "analytics to hold the sample TalentLMS activity", 60)
 
     launcher = local_stack["launcher"]
     launcher.send_signal(signal.SIGTERM)  # what Ctrl-C or a supervisor does

@@ -4,11 +4,17 @@ Written from the rules in docs/analytics.md, not from the SQL: one charge (trans
 at most one approval, one completion and one reversal; the later reversal wins its category, a partial
 refund never replaces a full refund or a chargeback, and a partial refund's amount is unknown; a full
 reversal takes back what the approval counted; producer net is in the commission's currency.
+
+The learning part follows docs/analytics.md "Learning": a purchase (one-off transaction or subscription)
+counts the sign-ins and completions attributed to any of its transactions from its approval until its
+first full refund or chargeback; each TalentLMS activity counts once per purchase however often read.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -194,4 +200,124 @@ def churn_monthly(events: list[Event]) -> dict[tuple[str, str], dict[str, int]]:
             row = out[(following, product)]
             row["subscribers_at_start"] += 1
             row["churned"] += subscription not in now_active
+    return dict(out)
+
+
+# --- learning ----------------------------------------------------------------------------------------
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _activity(events: list[Event]) -> list[dict[str, Any]]:
+    """One reading per (activity_id, transaction): the first one observed (replays repeat activity_id)."""
+    kept: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in {e.id: e for e in events}.values():
+        if not event.type.startswith("coursebridge.learning."):
+            continue
+        data = event.data
+        for index, purchase in enumerate(data["purchases"] or [{}]):
+            row = {
+                "activity": data["activity"],
+                "transaction": purchase.get("transaction"),
+                "at": _moment(data["occurred_at"]),
+                "order": (_moment(data["observed_at"]), event.id, index),
+            }
+            key = (data["activity_id"], row["transaction"] or "")
+            if key not in kept or row["order"] < kept[key]["order"]:
+                kept[key] = row
+    return list(kept.values())
+
+
+def learning_purchases(events: list[Event]) -> dict[str, dict[str, Any]]:
+    """Purchase (first transaction) -> approval, reversal times, first access, completion, progress.
+
+    A purchase is a one-off transaction or a whole subscription (subscriber code and product); activity
+    counts from its approval until its first full refund or chargeback, attributed to any of its charges.
+    """
+    states = _states(events)
+    first: dict[str, dict[str, Any]] = {}
+    key_of: dict[str, str] = {}
+    for s in states:
+        if s["kind"] != "purchase_approved" or not s["transaction"]:
+            continue
+        key = f"sub:{s['subscriber']}:{s['product']}" if s["subscriber"] else f"tx:{s['transaction']}"
+        key_of[s["transaction"]] = key
+        if key not in first or (s["at"], s["id"]) < (first[key]["at"], first[key]["id"]):
+            first[key] = s
+    purchase_of = {tx: first[key]["transaction"] for tx, key in key_of.items()}
+    out: dict[str, dict[str, Any]] = {
+        a["transaction"]: {
+            "product_id": a["product"],
+            "cohort_month": a["at"][:7] + "-01",
+            "approved_at": _moment(a["at"]),
+            "refunded_at": None,
+            "charged_back_at": None,
+            "reversed_at": None,
+            "first_access_at": None,
+            "completed_at": None,
+        }
+        for a in first.values()
+    }
+    for s in states:
+        full = s["kind"] == "purchase_chargeback" or (s["kind"] == "purchase_refunded" and not _partial(s))
+        if not full or s["transaction"] not in purchase_of:
+            continue
+        row = out[purchase_of[s["transaction"]]]
+        at = _moment(s["at"])
+        field = "charged_back_at" if s["kind"] == "purchase_chargeback" else "refunded_at"
+        for name in (field, "reversed_at"):
+            if row[name] is None or at < row[name]:
+                row[name] = at
+    for act in _activity(events):
+        if act["transaction"] not in purchase_of:
+            continue
+        row = out[purchase_of[act["transaction"]]]
+        if act["at"] < row["approved_at"] or (row["reversed_at"] and act["at"] >= row["reversed_at"]):
+            continue
+        field = "first_access_at" if act["activity"] == "signed_in" else "completed_at"
+        if row[field] is None or act["at"] < row[field]:
+            row[field] = act["at"]
+    for row in out.values():
+        row["progress"] = (
+            "completed" if row["completed_at"] else "started" if row["first_access_at"] else "never_started"
+        )
+        row["first_access_hours"] = (
+            None
+            if row["first_access_at"] is None
+            else (row["first_access_at"] - row["approved_at"]) // timedelta(milliseconds=1) / 3_600_000
+        )
+    return out
+
+
+def learning_cohorts(events: list[Event]) -> dict[tuple[str, str], dict[str, Any]]:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in learning_purchases(events).values():
+        groups[(row["product_id"], row["cohort_month"])].append(row)
+    out = {}
+    for key, rows in groups.items():
+        started = sum(r["progress"] != "never_started" for r in rows)
+        completed = sum(r["progress"] == "completed" for r in rows)
+        hours = [r["first_access_hours"] for r in rows if r["first_access_hours"] is not None]
+        out[key] = {
+            "buyers": len(rows),
+            "started": started,
+            "completed": completed,
+            "started_rate": started / len(rows),
+            "completion_rate": completed / len(rows),
+            "first_access_hours_median": statistics.median(hours) if hours else None,
+        }
+    return out
+
+
+def refund_rate_by_progress(events: list[Event]) -> dict[tuple[str, str], dict[str, Any]]:
+    out: dict[tuple[str, str], dict[str, Any]] = defaultdict(lambda: {"buyers": 0, "refunded": 0})
+    for row in learning_purchases(events).values():
+        target = out[(row["product_id"], row["progress"])]
+        target["buyers"] += 1
+        target["refunded"] += row["reversed_at"] is not None
+    for row in out.values():
+        row["refund_rate"] = row["refunded"] / row["buyers"]
     return dict(out)

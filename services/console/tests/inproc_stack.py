@@ -18,7 +18,6 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import requests
-from learning_stub import LearningStub
 
 from coursebridge import lookup
 from coursebridge.backends import open_bus, open_store
@@ -123,12 +122,7 @@ class InProcessStack:
         warehouse = open_warehouse(analytics_settings)
         warehouse.migrate()  # what the analytics worker does first
         self.warehouse = warehouse
-        analytics = analytics_api(analytics_settings, warehouse)
-        self.learning_stub: LearningStub | None = None
-        if not any(rule.rule == "/learning/cohorts" for rule in analytics.url_map.iter_rules()):
-            self.learning_stub = LearningStub()
-            analytics.register_blueprint(self.learning_stub.blueprint(ADMIN_TOKEN))
-        self.urls["analytics"] = self._serve(analytics)
+        self.urls["analytics"] = self._serve(analytics_api(analytics_settings, warehouse))
         for worker in (relay, enrollment, subscription):
             worker.start()
             self.workers.append(worker)

@@ -18,7 +18,7 @@ import pytest
 from inproc_stack import ADMIN_TOKEN, free_port
 from test_console_browser import ARGS, CHROMIUM, _require_browser
 
-from analytics.synthetic import generate_events, payment_event
+from analytics.synthetic import generate_events, learning_event, learning_events_for, payment_event
 
 pytestmark = pytest.mark.timeout(240)
 NOW = datetime.now(UTC).replace(hour=10, minute=0, second=0, microsecond=0)
@@ -72,44 +72,6 @@ def _known_purchases() -> list:
         payment_event("purchase_refunded", event_id="c4", at=at - timedelta(days=4), **sale, **common),
         payment_event("purchase_chargeback", event_id="c5", at=at - timedelta(days=2), **sale, **common),
     ]
-
-
-def _cohort(product: str, month: str, buyers: int, started: int, completed: int, hours: float | None):
-    return {
-        "product_id": product,
-        "cohort_month": month,
-        "buyers": buyers,
-        "started": started,
-        "completed": completed,
-        "started_rate": started / buyers if buyers else None,
-        "completion_rate": completed / buyers if buyers else None,
-        "first_access_hours_median": hours,
-    }
-
-
-def _bucket(product: str, bucket: str, buyers: int, refunded: int):
-    rate = refunded / buyers if buyers else None
-    return {
-        "product_id": product,
-        "bucket": bucket,
-        "buyers": buyers,
-        "refunded": refunded,
-        "refund_rate": rate,
-    }
-
-
-COHORTS = [
-    _cohort("4711", _month(1), 40, 30, 12, 5.5),
-    _cohort("4711", _month(0), 20, 10, 2, 20.0),
-    _cohort("4713", _month(1), 10, 8, 6, 1.5),
-]
-REFUNDS = [
-    _bucket("4711", "never_started", 10, 4),
-    _bucket("4711", "started", 30, 3),
-    _bucket("4711", "completed", 20, 0),
-    _bucket("4713", "never_started", 2, 1),
-    _bucket("4713", "started", 8, 0),
-]
 
 
 @pytest.fixture(scope="module")
@@ -306,80 +268,9 @@ def test_revenue_page_per_currency_time_axis_filters_and_presets(seeded, browser
     )
 
 
-def test_learning_page_charts_tables_and_the_empty_state(seeded, browser_page, shots):
-    page, url, _seen = browser_page
-    stub = seeded.learning_stub
-    if stub is None:
-        pytest.skip("analytics serves the learning views: test_learning_page_with_real_analytics covers it")
-    stub.cohorts, stub.refunds = COHORTS, REFUNDS
-    stub.events, stub.last_occurred_at, stub.served = 1234, f"{_day(0)}T09:12:00Z", True
-
-    page.goto(f"{url}/learning")
-    _rendered(page)
-    assert page.locator("#learning-empty").is_hidden() and page.locator("#learning").is_visible()
-    assert "1234 learning events read from TalentLMS" in page.locator("#activity").inner_text()
-    completion = {s["name"]: s["data"] for s in _option(page, "chart-completion")["series"]}
-    months = _state(page, "coursebridgeLearning")["months"]
-    last, this = months.index(_month(1)), months.index(_month(0))
-    assert completion["4711 completed %"][last] == 30.0 and completion["4711 completed %"][this] == 10.0
-    assert completion["4711 started %"][last] == 75.0 and completion["4713 completed %"][last] == 60.0
-    assert completion["4713 completed %"][this] is None  # no cohort that month: a gap, not 0 %
-    first_access = {s["name"]: s["data"] for s in _option(page, "chart-first-access")["series"]}
-    assert first_access["4711"][last] == 5.5 and first_access["4713"][last] == 1.5
-    refunds = _option(page, "chart-refunds")
-    assert refunds["xAxis"][0]["data"] == ["never started", "started", "completed"]
-    by_product = {s["name"]: s["data"] for s in refunds["series"]}
-    assert by_product["4711"] == [40.0, 10.0, 0.0] and by_product["4713"] == [50.0, 0.0, None]
-    row = page.locator(f"#cohorts tr[data-product='4711'][data-cohort='{_month(1)[:7]}']").inner_text()
-    assert "40" in row and "75.0 %" in row and "30.0 %" in row and "5.5 h" in row
-    assert page.locator("#refunds tbody tr").count() == 5
-    assert page.evaluate("window.__csp") == []
-    page.screenshot(path=str(shots / "learning.png"), full_page=True)
-
-    # The product filter narrows every chart and table.
-    page.select_option("#product", "4713")
-    page.wait_for_url(re.compile(r".*product=4713.*"))
-    _rendered(page)
-    names = {s["name"] for s in _option(page, "chart-completion")["series"]}
-    assert names == {"4713 completed %", "4713 started %"}
-    assert {s["name"] for s in _option(page, "chart-refunds")["series"]} == {"4713"}
-    assert {s["name"] for s in _option(page, "chart-first-access")["series"]} == {"4713"}
-    assert page.locator("#cohorts tbody tr").count() == 1 and page.locator("#refunds tbody tr").count() == 2
-    assert "product=4713" in stub.calls[-1]
-
-    # A preset changes the cohorts asked for: 7 days touch at most two months.
-    page.click("[data-range='7d']")
-    page.wait_for_url(re.compile(r".*range=7d.*"))
-    _rendered(page)
-    assert _state(page, "coursebridgeLearning")["from"] == _day(6)
-    assert f"from={_day(6)}" in stub.calls[-1]
-
-    # Nothing read from TalentLMS yet: said plainly, no chart of zeros.
-    stub.events, stub.last_occurred_at = 0, None
-    page.goto(f"{url}/learning")
-    _rendered(page)
-    assert page.locator("#learning").is_hidden()
-    empty = page.locator("#learning-empty").inner_text()
-    assert (
-        "No learning activity has been read yet" in empty and "TalentLMS credentials on enrollment" in empty
-    )
-    assert page.locator("#learning-unserved").is_hidden()
-    page.screenshot(path=str(shots / "learning-empty.png"), full_page=True)
-
-    # An analytics without the learning views (404): the same message, not an error page.
-    stub.served = False
-    page.goto(f"{url}/learning")
-    _rendered(page)
-    assert "No learning activity has been read yet" in page.locator("#learning-empty").inner_text()
-    assert page.locator("#learning-unserved").is_visible()
-    stub.served = True
-
-
 def _known_learning() -> list:
     """What the buyers of product 5001 did on TalentLMS: HPC1 signed in 2 h after buying and completed the
     course a day later; HPC2 signed in after 26 h; HPC3 only signed in after its refund (never started)."""
-    from analytics.synthetic import learning_event
-
     bought, bought_hpc3 = NOW - timedelta(days=3), NOW - timedelta(days=8)
 
     def act(kind: str, transaction: str, at, course: str | None = None):
@@ -404,15 +295,13 @@ def test_learning_page_with_real_analytics(seeded, browser_page, shots):
     """Against analytics' own learning views (when it serves them): the empty state before any learning
     activity, then known activity drawn and tabled for product 5001."""
     page, url, seen = browser_page
-    if seeded.learning_stub is not None:
-        pytest.skip("analytics does not serve the learning views yet: the stub-backed test covers the page")
-    from analytics.synthetic import learning_events_for
 
     page.goto(f"{url}/learning")
     _rendered(page)
     assert page.locator("#learning").is_hidden()
     assert "No learning activity has been read yet" in page.locator("#learning-empty").inner_text()
     assert page.locator("#learning-unserved").is_hidden()
+    page.screenshot(path=str(shots / "learning-empty.png"), full_page=True)
 
     sampled = [e for e in learning_events_for(seeded.sample_payments) if e.time <= NOW]  # none to come
     assert seeded.record_events(sampled + _known_learning()) > 0

@@ -21,6 +21,7 @@ SUBSCRIPTIONS = (
     "analytics.enrollments",
     "analytics.subscriptions",
     "analytics.catalogue",
+    "analytics.learning",
 )
 
 

@@ -195,7 +195,29 @@ FX_RATES = Table(
     primary_key=None,
 )
 
-EVENT_TABLES: tuple[Table, ...] = (EVENTS, PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE)
+LEARNING = Table(
+    "learning",
+    (
+        _c("event_id", "string", True),
+        _c("activity_id", "string", True, "TalentLMS timeline entry: a re-read or replay repeats it"),
+        _c("activity", "string", True, "signed_in, course_completed"),
+        _c("lms_user_id", "string", False, "TalentLMS user id (no personal data)"),
+        _c("course_id", "string", False, "the completed course; NULL for signed_in"),
+        _c("purchase_index", "int", True, "position in the event's purchases (0 when it has none)"),
+        _c("access_id", "string", False, "the access source the activity is attributed to"),
+        _c("transaction", "string", False, "the Hotmart transaction of that access source"),
+        _c("product_id", "string"),
+        _c("occurred_at", "timestamp", True, "when it happened on TalentLMS"),
+        _c("observed_at", "timestamp", True, "when enrollment read it from the timeline"),
+    ),
+    partition_by="occurred_at",
+    cluster_by=("transaction", "activity"),
+    description="One row per learning activity and attributed purchase (TalentLMS timeline)",
+    # One event carries several purchases: DuckDB's dedupe key is the event and the purchase's place.
+    primary_key=("event_id", "purchase_index"),
+)
+
+EVENT_TABLES: tuple[Table, ...] = (EVENTS, PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE, LEARNING)
 TABLES: tuple[Table, ...] = (*EVENT_TABLES, FX_RATES)
-FACT_TABLES: tuple[Table, ...] = (PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE)
+FACT_TABLES: tuple[Table, ...] = (PAYMENTS, ENROLLMENTS, SUBSCRIPTIONS, CATALOGUE, LEARNING)
 TABLES_BY_NAME = {table.name: table for table in TABLES}

@@ -285,3 +285,101 @@ def _enrollment(seq: int, at: datetime, transaction: str, product: str, email: s
         id=str(uuid.uuid5(_NAMESPACE, f"{seq}")),
         time=at + timedelta(seconds=5),
     )
+
+
+def learning_event(
+    activity: str,
+    *,
+    activity_id: str,
+    at: datetime,
+    lms_user_id: str,
+    purchases: list[tuple[str, str]],
+    course_id: str | None = None,
+    observed: datetime | None = None,
+    event_id: str | None = None,
+) -> Event:
+    """A contract-shaped ``coursebridge.learning.<activity>.v1`` event (``learning_activity.v1``).
+
+    ``purchases`` are the (transaction, product id) pairs the activity is attributed to. A replay or
+    re-read repeats ``activity_id`` under a new ``event_id``.
+    """
+    observed = observed or at + timedelta(minutes=15)
+    iso = {
+        name: moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        for name, moment in (("occurred_at", at), ("observed_at", observed))
+    }
+    return Event(
+        type=f"coursebridge.learning.{activity}.v1",
+        source="coursebridge/enrollment",
+        data={
+            "activity_id": activity_id,
+            "activity": activity,
+            "lms_user_id": lms_user_id,
+            "course_id": course_id if activity == "course_completed" else None,
+            **iso,
+            "purchases": [
+                {"access_id": f"tx:{transaction}", "transaction": transaction, "product_id": product}
+                for transaction, product in purchases
+            ],
+        },
+        correlation_id=activity_id,
+        subject=lms_user_id,
+        id=event_id or str(uuid.uuid5(_NAMESPACE, f"{activity_id}@{iso['observed_at']}")),
+        time=observed,
+        dataschema="urn:coursebridge:schema:learning_activity.v1",
+    )
+
+
+def learning_events_for(
+    payments: list[Event], *, seed: int = 11, until: datetime | None = None
+) -> list[Event]:
+    """Learning activity of the buyers of ``payments``' first charges, as enrollment would publish it.
+
+    About 70 % sign in (mostly within three days of the approval, a few before it), many several times,
+    a third of those complete the course; some sign in again after a refund; one activity in ten is
+    read twice (same ``activity_id``, new event id). Deterministic for a seed and the payments' order.
+    With ``until``, nothing happens after it (data dated up to today has no activity in the future).
+    """
+    rng = random.Random(seed)
+    reversed_at: dict[str, datetime] = {}
+    for event in payments:
+        if event.data.get("kind") in ("purchase_refunded", "purchase_chargeback"):
+            at = _moment(event.data["occurred_at"])
+            transaction = event.data["transaction"]
+            reversed_at[transaction] = min(at, reversed_at.get(transaction, at))
+    out: list[Event] = []
+    for event in payments:
+        data = event.data
+        if data.get("kind") != "purchase_approved" or (data["purchase"].get("recurrence_number") or 1) != 1:
+            continue
+        transaction, product = data["transaction"], data["product"]["id"]
+        user = str(int(transaction[2:10]) if transaction[2:10].isdigit() else abs(hash(transaction)) % 10**6)
+        approved = _moment(data["occurred_at"])
+        attributed = [(transaction, product)]
+        activity: list[tuple[str, datetime, str | None]] = []
+        if rng.random() < 0.05:  # signed in before buying (another purchase gave the access)
+            activity.append(("signed_in", approved - timedelta(hours=rng.randint(1, 48)), None))
+        if rng.random() < 0.7:
+            first = approved + timedelta(minutes=rng.randint(1, 72 * 60))
+            activity.append(("signed_in", first, None))
+            for _ in range(rng.randint(0, 3)):
+                activity.append(("signed_in", first + timedelta(hours=rng.randint(1, 30 * 24)), None))
+            if rng.random() < 0.35:
+                activity.append(("course_completed", first + timedelta(days=rng.randint(3, 40)), "7"))
+        if transaction in reversed_at and rng.random() < 0.5:  # still signs in after the refund
+            activity.append(("signed_in", reversed_at[transaction] + timedelta(hours=2), None))
+        for n, (kind, at, course) in enumerate(activity):
+            if until is not None and at + timedelta(hours=6) > until:
+                continue
+            activity_id = f"la-{kind}-{user}-{course or 0}-{int(at.timestamp())}-{n}"
+            common = {"at": at, "lms_user_id": user, "purchases": attributed, "course_id": course}
+            out.append(learning_event(kind, activity_id=activity_id, **common))
+            if rng.random() < 0.1:  # the timeline read again: same activity, new event id
+                out.append(
+                    learning_event(kind, activity_id=activity_id, observed=at + timedelta(hours=6), **common)
+                )
+    return out
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

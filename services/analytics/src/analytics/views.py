@@ -1,4 +1,4 @@
-"""The revenue model, written once in BigQuery SQL (``sql/views/*.sql``), rendered for each warehouse.
+"""The revenue and learning models, written once in BigQuery SQL (``sql/views/*.sql``), per warehouse.
 
 Each file is the body of one view named after the file. ``{dataset}`` stands for the dataset: the
 BigQuery adapter writes `` `project.dataset.table` ``; the embedded warehouse substitutes its schema and
@@ -28,6 +28,14 @@ VIEW_ORDER: tuple[str, ...] = (
     "refund_rates_monthly",
     "fx_rates_latest",
     "revenue_daily_converted",
+    "learning_activity",
+    "learning_purchases",
+    "learning_cohorts",
+    "refund_rate_by_progress",
+)
+
+LEARNING_VIEWS: tuple[str, ...] = tuple(
+    name for name in VIEW_ORDER if "learning" in name or "progress" in name
 )
 
 # A stable order of rows for comparing and serving each view.
@@ -42,6 +50,10 @@ VIEW_KEYS: dict[str, tuple[str, ...]] = {
     "refund_rates_monthly": ("month", "product_id", "currency"),
     "fx_rates_latest": ("day", "currency", "reporting_currency"),
     "revenue_daily_converted": ("day", "product_id", "currency", "reporting_currency"),
+    "learning_activity": ("activity_id", "transaction"),
+    "learning_purchases": ("transaction",),
+    "learning_cohorts": ("product_id", "cohort_month"),
+    "refund_rate_by_progress": ("product_id", "bucket"),
 }
 
 

@@ -158,7 +158,7 @@ class BigQueryWarehouse(Warehouse):
         if projection.is_empty():
             return 0
         # Facts first, the raw log last: an event in ``events`` always has its facts (rebuild aside).
-        for name in ("payments", "enrollments", "subscriptions", "catalogue", "events"):
+        for name in ("payments", "enrollments", "subscriptions", "catalogue", "learning", "events"):
             rows = projection.rows[name]
             if rows:
                 self._append(TABLES_BY_NAME[name], rows)

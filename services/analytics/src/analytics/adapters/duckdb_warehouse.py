@@ -180,8 +180,11 @@ class DuckDBWarehouse(Warehouse):
     def count(self, table: str) -> int:
         if table not in TABLES_BY_NAME:
             raise ValueError(f"unknown table {table!r}")
+        # Events, as on BigQuery: a learning event has one row per attributed purchase.
+        keyed = TABLES_BY_NAME[table].primary_key
+        what = "count(DISTINCT event_id)" if keyed and keyed != ("event_id",) else "count(*)"
         with self.connect(read_only=True) as con:
-            return int(con.execute(f"SELECT count(*) FROM {SCHEMA}.{table}").fetchone()[0])
+            return int(con.execute(f"SELECT {what} FROM {SCHEMA}.{table}").fetchone()[0])
 
     def check(self) -> None:
         self.count("events")

@@ -22,6 +22,7 @@ PAYMENT_PREFIX = "coursebridge.payment."
 ENROLLMENT_PREFIX = "coursebridge.enrollment."
 ACCESS_PREFIX = "coursebridge.subscription."
 CATALOGUE_PREFIX = "coursebridge.catalogue."
+LEARNING_PREFIX = "coursebridge.learning."
 
 # Keys whose values are personal data and never reach the warehouse (at any depth of the payload).
 _DROPPED_KEYS = frozenset(
@@ -43,7 +44,7 @@ _DROPPED_KEYS = frozenset(
 _EMAIL_KEYS = frozenset({"email", "buyer_email", "member_email", "learner_email"})
 
 Row = dict[str, Any]
-TABLE_NAMES = ("events", "payments", "enrollments", "subscriptions", "catalogue")
+TABLE_NAMES = ("events", "payments", "enrollments", "subscriptions", "catalogue", "learning")
 
 
 def pseudonym(key: bytes, email: str | None) -> str | None:
@@ -114,13 +115,17 @@ class Projection:
         return not any(self.rows.values())
 
     def deduplicated(self) -> Projection:
-        """First row per event id in each table (a batch may carry one event twice)."""
+        """First row per event id in each table (a batch may carry one event twice).
+
+        A learning event has one row per attributed purchase, told apart by ``purchase_index``.
+        """
         result = Projection()
         for table, rows in self.rows.items():
-            seen: set[str] = set()
+            seen: set[tuple[str, Any]] = set()
             for row in rows:
-                if row["event_id"] not in seen:
-                    seen.add(row["event_id"])
+                key = (row["event_id"], row.get("purchase_index"))
+                if key not in seen:
+                    seen.add(key)
                     result.rows[table].append(row)
         return result
 
@@ -237,7 +242,38 @@ def project_facts(
                 "changed_at": _ts(data.get("changed_at")) or time,
             }
         )
+    elif event_type.startswith(LEARNING_PREFIX):
+        out.rows["learning"].extend(learning_rows(event_id, event_type, data, time))
     return out
+
+
+def learning_rows(event_id: str, event_type: str, data: dict[str, Any], time: datetime) -> list[Row]:
+    """One row per purchase the activity is attributed to (one row with no purchase when there is none).
+
+    The views join these rows to payments by transaction; ``activity_id`` (the TalentLMS timeline
+    entry) is their dedupe key, since a re-read or replay of the timeline publishes it again.
+    """
+    occurred = _ts(data.get("occurred_at")) or time
+    common = {
+        "event_id": event_id,
+        "activity_id": _str(data.get("activity_id")) or event_id,
+        "activity": data.get("activity") or event_type[len(LEARNING_PREFIX) :].rsplit(".", 1)[0],
+        "lms_user_id": _str(data.get("lms_user_id")),
+        "course_id": _str(data.get("course_id")),
+        "occurred_at": occurred,
+        "observed_at": _ts(data.get("observed_at")) or occurred,
+    }
+    purchases = [p for p in data.get("purchases") or [] if isinstance(p, dict)] or [{}]
+    return [
+        {
+            **common,
+            "purchase_index": index,
+            "access_id": _str(purchase.get("access_id")),
+            "transaction": _str(purchase.get("transaction")),
+            "product_id": _str(purchase.get("product_id")),
+        }
+        for index, purchase in enumerate(purchases)
+    ]
 
 
 def _key_of(data: dict[str, Any], key: bytes) -> str | None:

@@ -9,6 +9,10 @@ Every JSON endpoint needs ``Authorization: Bearer $ADMIN_TOKEN`` and takes ``fro
   ``report``, totals converted with the owner's loaded rates and the days that had none.
 - ``GET /revenue/options``: products and currencies seen, reporting currencies loaded.
 - ``GET /views/<mrr_monthly|churn_monthly|refund_rates_monthly>``: the months the range touches.
+- ``GET /learning/cohorts``: per product and cohort month overlapping the range, buyers, started,
+  completed, their rates and the median hours to first access; plus how much learning activity arrived.
+- ``GET /learning/refunds-by-progress``: per product and progress bucket (never_started, started,
+  completed) of the purchases approved in the range, buyers, refunded and the refund rate.
 - ``GET /dashboard`` and ``/dashboard/static/<path>``: the page, its scripts and the vendored ECharts,
   served from the package (no CDN). The page holds no data; it asks for the token once, keeps it in
   the tab's ``sessionStorage`` and sends it as a bearer header, so it never appears in a URL or a log.
@@ -131,6 +135,18 @@ def analytics_blueprint(warehouse: Warehouse, admin_token: str | None) -> Bluepr
         if name not in DASHBOARD_VIEWS:
             return jsonify(error="not_found", message=f"views: {', '.join(DASHBOARD_VIEWS)}"), 404
         return _answer(lambda: reports.monthly(warehouse, name, _scope()))
+
+    @blueprint.get("/learning/cohorts")
+    @require_bearer(admin_token)
+    def learning_cohorts() -> tuple[Response, int]:
+        """Cohorts (product x month of approval) overlapping the range and the activity received."""
+        return _answer(lambda: reports.learning_cohorts(warehouse, _scope()))
+
+    @blueprint.get("/learning/refunds-by-progress")
+    @require_bearer(admin_token)
+    def refunds_by_progress() -> tuple[Response, int]:
+        """Refund rate per product and progress bucket of the purchases approved in the range."""
+        return _answer(lambda: reports.refunds_by_progress(warehouse, _scope()))
 
     @blueprint.get("/admin/payments")
     @require_bearer(admin_token)

@@ -218,3 +218,87 @@ def payments_of(warehouse: Warehouse, transaction: str) -> list[dict[str, Any]]:
         seen.add(row["event_id"])
         out.append({field: row.get(field) for field in PAYMENT_FIELDS})
     return out
+
+
+PROGRESS_BUCKETS = ("never_started", "started", "completed")
+
+
+def learning_cohorts(warehouse: Warehouse, scope: Scope) -> dict[str, Any]:
+    """Cohorts (product x month of approval) whose month overlaps the range, and how much activity arrived.
+
+    ``activity`` counts every learning activity ever recorded (not only the range's): zero events and
+    no last time means nothing comes from TalentLMS (enrollment has no TalentLMS credentials).
+    """
+    where = "cohort_month BETWEEN @first_month AND @last_month"
+    params: dict[str, Any] = {"first_month": scope.first_month, "last_month": scope.end}
+    if scope.product is not None:
+        where += " AND product_id = @product"
+        params["product"] = scope.product
+    rows = warehouse.query_view("learning_cohorts", where, params)
+    return {
+        "rows": [
+            {
+                "product_id": row["product_id"],
+                "cohort_month": row["cohort_month"],
+                "buyers": row["buyers"],
+                "started": row["started"],
+                "completed": row["completed"],
+                "started_rate": _ratio(row["started"], row["buyers"]),
+                "completion_rate": _ratio(row["completed"], row["buyers"]),
+                "first_access_hours_median": _float(row["first_access_hours_median"]),
+            }
+            for row in rows
+        ],
+        "activity": learning_activity(warehouse),
+    }
+
+
+def learning_activity(warehouse: Warehouse) -> dict[str, Any]:
+    """How many learning activities analytics holds (each once) and when the latest happened (UTC)."""
+    relation = warehouse.relation("learning_activity")
+    row = warehouse.query(
+        f"SELECT COUNT(DISTINCT activity_id) AS events, MAX(occurred_at) AS last FROM {relation}"  # noqa: S608
+    )[0]
+    last = row["last"]
+    if last is not None:
+        last = (last.astimezone(UTC) if last.tzinfo else last.replace(tzinfo=UTC)).isoformat(
+            timespec="milliseconds"
+        )
+        last = last.replace("+00:00", "Z")
+    return {"events": int(row["events"] or 0), "last_occurred_at": last}
+
+
+def refunds_by_progress(warehouse: Warehouse, scope: Scope) -> dict[str, Any]:
+    """Per product and progress bucket, of the purchases approved in the range: buyers, refunded, rate.
+
+    Refunded means a full refund or a chargeback; the bucket is the progress when it happened.
+    """
+    where = "CAST(approved_at AS DATE) BETWEEN @start AND @end"  # the UTC day on both warehouses
+    params: dict[str, Any] = {"start": scope.start, "end": scope.end}
+    if scope.product is not None:
+        where += " AND product_id = @product"
+        params["product"] = scope.product
+    counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for row in warehouse.query_view("learning_purchases", where, params):
+        target = counts[(row["product_id"], row["progress"])]
+        target[0] += 1
+        target[1] += row["reversed_at"] is not None
+    products = sorted({product for product, _ in counts})
+    rows = []
+    for product in products:  # every bucket of every product, so an empty bucket shows as 0 buyers
+        for bucket in PROGRESS_BUCKETS:
+            buyers, refunded = counts.get((product, bucket), (0, 0))
+            rows.append(
+                {
+                    "product_id": product,
+                    "bucket": bucket,
+                    "buyers": buyers,
+                    "refunded": refunded,
+                    "refund_rate": _ratio(refunded, buyers),
+                }
+            )
+    return {"rows": rows}
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -127,6 +127,35 @@
     }
   }
 
+  /* Plain tables built with textContent: the figures never become markup. */
+  function table(el, head, rows) {
+    el.textContent = "";
+    var tr = document.createElement("tr");
+    head.forEach(function (h) { var th = document.createElement("th"); th.textContent = h; tr.appendChild(th); });
+    el.appendChild(tr);
+    rows.forEach(function (cells) {
+      var row = document.createElement("tr");
+      cells.forEach(function (c) { var td = document.createElement("td"); td.textContent = c; row.appendChild(td); });
+      el.appendChild(row);
+    });
+  }
+  function hours(value) { return value === null || value === undefined ? "–" : value.toFixed(1) + " h"; }
+  function renderLearning(cohorts, refunds) {
+    state.learning = {cohorts: cohorts, refunds: refunds};
+    var note = $("learning-note");
+    if (!cohorts || !refunds) { note.textContent = "Learning figures could not be loaded."; return; }
+    note.textContent = cohorts.activity.events ?
+      cohorts.activity.events + " TalentLMS activities recorded, the latest on " + cohorts.activity.last_occurred_at.slice(0, 10) +
+        ". First access = first TalentLMS sign-in after the purchase (portal-level)." :
+      "No TalentLMS activity recorded: enrollment reads it only with TalentLMS credentials.";
+    table($("learning-cohorts"), ["product", "month", "buyers", "started", "completed", "completion", "median to first access"],
+      cohorts.rows.map(function (r) {
+        return [r.product_id, r.cohort_month.slice(0, 7), r.buyers, r.started, r.completed, pct(r.completion_rate), hours(r.first_access_hours_median)];
+      }));
+    table($("learning-refunds"), ["product", "progress", "buyers", "refunded", "refund rate"],
+      refunds.rows.map(function (r) { return [r.product_id, r.bucket.replace("_", " "), r.buyers, r.refunded, pct(r.refund_rate)]; }));
+  }
+
   function fillSelect(select, values, keep, first) {
     var current = keep !== undefined ? keep : select.value;
     select.textContent = "";
@@ -148,9 +177,13 @@
       return Promise.all([
         getJSON("/revenue/daily?" + q), getJSON("/revenue/summary?" + q + (report ? "&report=" + report : "")),
         getJSON("/views/mrr_monthly?" + q), getJSON("/views/churn_monthly?" + q),
-        getJSON("/views/refund_rates_monthly?" + q), Promise.resolve(options)]);
+        getJSON("/views/refund_rates_monthly?" + q), Promise.resolve(options),
+        // Learning is optional (off without TalentLMS credentials): its failure never hides revenue.
+        getJSON("/learning/cohorts?" + q).catch(function () { return null; }),
+        getJSON("/learning/refunds-by-progress?" + q).catch(function () { return null; })]);
     }).then(function (res) {
       var daily = res[0], summary = res[1], mrr = res[2], churn = res[3], rates = res[4], options = res[5];
+      renderLearning(res[6], res[7]);
       // Charts show one currency: the chosen one, else the one with the most charges in the range.
       var present = summary.currencies.map(function (c) { return c.currency; });
       var choices = options.currencies.length ? options.currencies : present;
