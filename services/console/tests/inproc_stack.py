@@ -121,6 +121,7 @@ class InProcessStack:
 
         warehouse = open_warehouse(analytics_settings)
         warehouse.migrate()  # what the analytics worker does first
+        self.warehouse = warehouse
         self.urls["analytics"] = self._serve(analytics_api(analytics_settings, warehouse))
         for worker in (relay, enrollment, subscription):
             worker.start()
@@ -164,6 +165,13 @@ class InProcessStack:
         )
         response.raise_for_status()
         return response.json()
+
+    def record_events(self, events: list[Any]) -> int:
+        """Payment (and learning) events straight into analytics' warehouse (what its worker would project
+        from the bus; the stack runs no analytics worker). Returns how many were new."""
+        from analytics.service_layer.projector import project_events
+
+        return project_events(self.warehouse, events, b"console-test-pseudonym")
 
     def wait_course_list(self) -> None:
         wait_for(lambda: self.admin("enrollment", "GET", "/admin/lms/courses").ok, "TalentLMS's course list")

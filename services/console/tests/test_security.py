@@ -24,6 +24,14 @@ PAGES = [
     "/products/4711",
     "/deadletters/enrollment/x",
     "/quarantine/x",
+    "/revenue",
+    "/revenue?range=7d&product=4711",
+    "/learning",
+]
+# The pages' JSON (analytics' figures): 401 without a session, parameters checked before analytics is asked.
+DATA = [
+    "/revenue/data?from=2026-01-01&to=2026-01-31",
+    "/learning/data?from=2026-01-01&to=2026-01-31&product=4711",
 ]
 ACTIONS = [
     "/actions/resync",
@@ -47,7 +55,7 @@ def _routes(app) -> set[tuple[str, str]]:
 
 def test_the_lists_below_cover_every_console_route(stack):
     open_routes = {"/signin", "/healthz", "/readyz", "/metrics", "/static/<path:filename>"}
-    listed = {p.split("?")[0] for p in PAGES} | set(ACTIONS)
+    listed = {p.split("?")[0] for p in [*PAGES, *DATA]} | set(ACTIONS)
     for method, rule in _routes(stack.console_app):
         if rule in open_routes:
             continue
@@ -63,6 +71,99 @@ def test_every_page_without_a_session_redirects_to_sign_in(stack, path):
     response = requests.get(stack.urls["console"] + path, allow_redirects=False, timeout=10)
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/signin?next=")
+
+
+@pytest.mark.parametrize("path", DATA)
+def test_the_pages_data_without_a_session_is_401_and_holds_nothing(stack, path):
+    response = requests.get(stack.urls["console"] + path, allow_redirects=False, timeout=10)
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized", "message": "sign in again"}
+
+
+@pytest.fixture(scope="module")
+def recorded(stack):
+    """A signed-in console whose every analytics call is recorded (the real analytics answers)."""
+    from console.adapters.services import Services
+    from console.bootstrap import build_app
+    from console.config import ConsoleSettings, derived_secret_key
+
+    services = Services.from_urls(stack.urls, ADMIN_TOKEN)
+    calls: list[tuple[str, dict]] = []
+    real = services.analytics.call
+
+    def call(method, path, **kwargs):
+        calls.append((path, dict(kwargs.get("params") or {})))
+        return real(method, path, **kwargs)
+
+    services.analytics.call = call
+    settings = ConsoleSettings(
+        admin_token=ADMIN_TOKEN, urls=dict(stack.urls), secret_key=derived_secret_key(ADMIN_TOKEN)
+    )
+    client = build_app(settings, services=services).test_client()
+    with client.session_transaction() as session:
+        session["operator"] = "recorder"
+    return client, calls
+
+
+BAD_QUERIES = [
+    "from=2026-01-01",
+    "to=2026-01-01",
+    "from=2026-13-01&to=2026-12-31",
+    "from=2026-02-30&to=2026-03-01",
+    "from=2026-03-01&to=2026-02-01",
+    "from=2020-01-01&to=2026-01-01",
+    "from=20260101&to=20260102",
+    "from=2026-01-01T00:00&to=2026-01-02",
+    "range=5d",
+    "range=90d&product=a%20b",
+    "range=90d&product=..%2Fadmin",
+    "range=90d&product=4711%26token%3Dx",
+    "range=90d&product=" + "9" * 65,
+    "range=90d&currency=brl",
+    "range=90d&report=EURO",
+]
+
+
+@pytest.mark.parametrize("route", ["/revenue/data", "/learning/data"])
+@pytest.mark.parametrize("query", BAD_QUERIES)
+def test_bad_parameters_are_refused_before_analytics_is_asked(recorded, route, query):
+    client, calls = recorded
+    calls.clear()
+    response = client.get(f"{route}?{query}")
+    assert response.status_code == 400, (route, query, response.json)
+    assert response.json["error"] == "bad_request" and response.json["message"]
+    assert calls == []
+
+
+def test_good_parameters_go_to_analytics_as_they_were_checked(recorded):
+    client, calls = recorded
+    calls.clear()
+    assert client.get("/revenue/data?range=7d&product=4711&report=EUR").status_code == 200
+    asked = dict(calls)
+    assert set(asked) == {
+        "/revenue/daily",
+        "/revenue/summary",
+        "/views/mrr_monthly",
+        "/views/churn_monthly",
+        "/views/refund_rates_monthly",
+    }
+    assert asked["/revenue/summary"]["report"] == "EUR"
+    assert all(p["product"] == "4711" and len(p) in (3, 4) for p in asked.values())
+    calls.clear()
+    assert client.get("/learning/data?from=2026-01-01&to=2026-03-31").status_code == 200
+    assert dict(calls) == {
+        "/learning/cohorts": {"from": "2026-01-01", "to": "2026-03-31"},
+        "/learning/refunds-by-progress": {"from": "2026-01-01", "to": "2026-03-31"},
+    }
+
+
+def test_a_page_with_a_bad_query_says_so_and_shows_the_default_range(recorded):
+    client, calls = recorded
+    calls.clear()
+    page = client.get("/revenue?from=2026-02-30&to=2026-03-01").get_data(as_text=True)
+    assert calls == [("/revenue/options", {})]  # the filter's choices only; no figure for a bad range
+    assert 'id="problem"' in page and "from must be a date as YYYY-MM-DD" in page
+    assert 'data-range="90d"' in page and 'aria-current="true"' in page
 
 
 @pytest.mark.parametrize("path", ACTIONS)
@@ -116,7 +217,8 @@ def test_no_token_in_any_page_url_header_or_cookie(stack):
     url = stack.urls["console"]
     http = sign_in(url, "no-leak-check")
     seen = []
-    for path in [*PAGES[:6], "/static/htmx.min.js", "/static/console.css", "/signin"]:
+    statics = ["/static/htmx.min.js", "/static/console.css", "/static/charts.js", "/static/revenue.js"]
+    for path in [*PAGES[:6], *PAGES[-3:], *DATA, *statics, "/static/learning.js", "/signin"]:
         response = http.get(url + path, timeout=10)
         seen.append(response)
         seen += response.history
@@ -208,6 +310,8 @@ def test_behind_iap_only_a_valid_assertion_for_this_audience_gets_in(iap_console
         == 401
     )
     assert client.get("/", headers={"X-Goog-IAP-JWT-Assertion": assertion()[:-4] + "AAAA"}).status_code == 401
+    assert client.get(DATA[0]).status_code == 401
+    assert client.get(DATA[0], headers=headers).status_code == 200
     # CSRF still applies behind IAP
     assert client.post("/actions/resync", data={"email": "a@b.c"}, headers=headers).status_code == 400
     body = json.dumps(client.get("/problems", headers=headers).get_data(as_text=True))

@@ -170,6 +170,33 @@ class Services:
         """What analytics recorded of a transaction (amounts per currency, kinds, times)."""
         return self.analytics.call("GET", "/admin/payments", params={"transaction": transaction})["payments"]
 
+    # --- analytics: the Revenue and Learning pages (the query was checked by console.domain.reports) ---
+    def revenue_options(self) -> dict[str, list[str]]:
+        return self.analytics.call("GET", "/revenue/options")
+
+    def revenue_daily(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        return self.analytics.call("GET", "/revenue/daily", params=params)
+
+    def revenue_summary(self, params: Mapping[str, str], report: str | None = None) -> dict[str, Any]:
+        return self.analytics.call(
+            "GET", "/revenue/summary", params={**params, **({"report": report} if report else {})}
+        )
+
+    def revenue_view(self, name: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        if name not in REVENUE_VIEWS:
+            raise ValueError(f"unknown view {name!r}; one of {', '.join(REVENUE_VIEWS)}")
+        return self.analytics.call("GET", f"/views/{name}", params=params)
+
+    def learning_cohorts(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """Per product and cohort month: buyers, started, completed, their rates, median hours to first
+        access; and ``activity`` (how many learning events analytics has read). 404 from an analytics
+        that predates the learning views."""
+        return self.analytics.call("GET", "/learning/cohorts", params=params)
+
+    def learning_refunds(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """Refund rate per product and progress bucket (never_started, started, completed)."""
+        return self.analytics.call("GET", "/learning/refunds-by-progress", params=params)
+
     # --- dead letters (enrollment and subscription keep theirs) ---
     def deadletters(self, service: str, status: str = "held") -> list[dict[str, Any]]:
         return self._dl(service).call("GET", "/admin/deadletters", params={"status": status})["items"]
@@ -192,3 +219,4 @@ class Services:
 
 SERVICES_WITH_API = ("ingest", "enrollment", "subscription", "analytics")
 DEADLETTER_SERVICES = ("enrollment", "subscription")
+REVENUE_VIEWS = ("mrr_monthly", "churn_monthly", "refund_rates_monthly")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 from urllib.parse import urlparse
@@ -25,6 +26,7 @@ from flask import (
     abort,
     flash,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -35,12 +37,19 @@ from flask import (
 from console.adapters.iap import IAP_HEADER, IapVerifier
 from console.adapters.services import DEADLETTER_SERVICES, ServiceError, Services
 from console.domain.buyer import classify, eta_words, short_day, short_time
-from console.service_layer import views
+from console.domain.reports import PRESETS, BadQuery, ReportQuery, default_query, report_query
+from console.service_layer import reports, views
 
 log = structlog.get_logger(__name__)
 OPEN_ENDPOINTS = frozenset(
     {"console.signin", "console.signin_post", "static", "healthz", "readyz", "metrics"}
 )
+# JSON for the pages' scripts: without a session they answer 401 (a script cannot follow a sign-in page).
+DATA_ENDPOINTS = frozenset({"console.revenue_data", "console.learning_data"})
+
+
+def _today() -> datetime:
+    return datetime.now(UTC)
 
 
 def _safe_next(target: str | None) -> str:
@@ -74,6 +83,8 @@ def console_blueprint(
         if who is None:
             if iap is not None:
                 abort(401)
+            if request.endpoint in DATA_ENDPOINTS:
+                return jsonify(error="unauthorized", message="sign in again"), 401
             return redirect(url_for("console.signin", next=request.full_path.rstrip("?")))
         g.operator = who
         return None
@@ -150,6 +161,49 @@ def console_blueprint(
         except ServiceError as error:
             abort(error.status if error.status in (404,) else 502, error.message)
         return render_template("detail.html", title="Quarantined webhook", item=item, service="ingest")
+
+    # --- Revenue and Learning: pages drawn by their scripts from the JSON routes below ----------------------
+
+    def report_page(template: str) -> str:
+        errors: dict[str, str] = {}
+        problem = None
+        try:
+            query = report_query(request.args, _today().date())
+        except BadQuery as error:
+            problem, query = str(error), default_query(_today().date())
+        options = views._try(errors, "analytics", services.revenue_options, reports.EMPTY_OPTIONS)
+        return render_template(
+            template, q=query, options=options, presets=PRESETS, problem=problem, errs=errors
+        )
+
+    def report_data(work: Callable[[ReportQuery], dict[str, Any]]) -> tuple[Response, int]:
+        try:
+            query = report_query(request.args, _today().date())
+        except BadQuery as error:
+            return jsonify(error="bad_request", message=str(error)), 400
+        try:
+            return jsonify(work(query)), 200
+        except ServiceError as error:
+            log.warning("console.analytics_refused", route=request.endpoint, status=error.status)
+            if error.status == 400:
+                return jsonify(error="bad_request", message=f"analytics: {error.message}"), 400
+            return jsonify(error="unavailable", message=f"analytics: {error.message}"), 502
+
+    @bp.get("/revenue")
+    def revenue() -> str:
+        return report_page("revenue.html")
+
+    @bp.get("/revenue/data")
+    def revenue_data() -> tuple[Response, int]:
+        return report_data(lambda query: reports.revenue(services, query))
+
+    @bp.get("/learning")
+    def learning() -> str:
+        return report_page("learning.html")
+
+    @bp.get("/learning/data")
+    def learning_data() -> tuple[Response, int]:
+        return report_data(lambda query: reports.learning(services, query))
 
     # --- actions (POST, CSRF-checked, audited) -----------------------------------------------------------
 
