@@ -50,6 +50,7 @@ def local_stack(tmp_path: Path):
         if key not in ("HOTMART_HOTTOK", "ADMIN_TOKEN", "TALENTLMS_BASE_URL", "PUBSUB_EMULATOR_HOST")
     }
     env.update(ports, COURSEBRIDGE_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    env["ENROLLMENT_LEARNING_INTERVAL_SECONDS"] = "3"  # make run polls every 90 s; a test need not wait
     log = (tmp_path / "stack.log").open("wb")
     launcher = subprocess.Popen(
         [sys.executable, "tools/local_stack.py"],
@@ -106,8 +107,8 @@ def test_samples_are_accepted_deduplicated_and_published_then_the_stack_stops_cl
     assert result.returncode == 0, result.stdout + result.stderr
     assert "200 accepted / 200 duplicate" in result.stdout
     assert "published to the payments topic" in result.stdout
-    assert "6 sample TalentLMS activities published to the learning topic" in result.stdout
-    # ... and analytics' worker projects them: the Learning views of a fresh stack have data.
+    # The fake TalentLMS's learners sign in by themselves, enrollment's poller reads the timeline and
+    # analytics projects it: the Learning views of a fresh stack fill through the production path.
     secrets = (Path(env["COURSEBRIDGE_DATA_DIR"]) / "dev-secrets.env").read_text().splitlines()
     token = next(line.split("=", 1)[1] for line in secrets if line.startswith("ADMIN_TOKEN="))
     today = datetime.now(UTC).date()
@@ -121,9 +122,9 @@ def test_samples_are_accepted_deduplicated_and_published_then_the_stack_stops_cl
             response = requests.get(cohorts, headers={"Authorization": f"Bearer {token}"}, timeout=5)
         except requests.RequestException:
             return False
-        return response.ok and response.json()["activity"]["events"] == 6
+        return response.ok and response.json()["activity"]["events"] > 0
 
-    wait_for(learning_arrived, "analytics to hold the sample TalentLMS activity", 60)
+    wait_for(learning_arrived, "analytics to hold TalentLMS activity read by enrollment", 90)
 
     launcher = local_stack["launcher"]
     launcher.send_signal(signal.SIGTERM)  # what Ctrl-C or a supervisor does

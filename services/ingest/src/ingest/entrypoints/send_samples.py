@@ -8,8 +8,8 @@ The samples tell a three-month story. They are re-dated relative to today (whole
 stay): the latest sample lands on yesterday, so a fresh ``make run`` shows them in the dashboard's
 default 90-day range. ``--as-recorded`` sends the dates written in the files.
 
-It then adds the sample buyers' TalentLMS activity on the local bus's ``learning`` topic (see
-``sample_learning``), so the Learning views have data; ``--no-learning`` leaves it out.
+Their TalentLMS activity comes the real way: ``make run``'s fake TalentLMS lets enrolled users sign in and
+complete courses by themselves, and enrollment's learning poller reads its timeline (every 90 s locally).
 """
 
 from __future__ import annotations
@@ -101,9 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--as-recorded", action="store_true", help="send the dates written in the files (2025)"
     )
-    parser.add_argument(
-        "--no-learning", action="store_true", help="do not add the sample buyers' TalentLMS activity"
-    )
     args = parser.parse_args(argv)
     hottok = args.hottok or _dev_secret("HOTMART_HOTTOK")
     admin_token = args.admin_token or _dev_secret("ADMIN_TOKEN")
@@ -129,8 +126,6 @@ def main(argv: list[str] | None = None) -> int:
         if response.ok and response.json().get("status") != "quarantined":
             sent.append(str(body["id"]))
 
-    if not args.no_learning:
-        _send_learning(samples)
     if not admin_token:
         print("(no ADMIN_TOKEN: not checking publication)")
         return 0
@@ -153,19 +148,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"all {len(sent)} samples accepted, deduplicated on resend and published to the payments topic")
     return 0
-
-
-def _send_learning(samples: list[tuple[str, dict[str, Any]]]) -> None:
-    from coursebridge.ports import BusUnavailable
-    from ingest.entrypoints import sample_learning
-
-    events = sample_learning.learning_events(samples, datetime.now(UTC))
-    try:
-        sent = sample_learning.publish(events)
-    except BusUnavailable as error:
-        print(f"sample TalentLMS activity not published (is the local stack running?): {error}")
-        return
-    print(f"{sent} sample TalentLMS activities published to the learning topic (the Learning views)")
 
 
 if __name__ == "__main__":
