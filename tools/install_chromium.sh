@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install Debian's chromium for the analytics dashboard browser test (driven by python playwright with
+# Install Debian's chromium for the console's browser tests (driven by python playwright with
 # executable_path=/usr/bin/chromium). Idempotent: nothing to do when it is already there.
 set -euo pipefail
 if [[ -x /usr/bin/chromium ]]; then

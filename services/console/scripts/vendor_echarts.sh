@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Vendor Apache ECharts (Apache-2.0) from the npm registry into the console package, with its licence.
 # The Revenue and Learning pages load these files from the console itself: no CDN at run time (CSP 'self').
-# Same pinned version and tarball sha512 (the registry's dist.integrity) as analytics' dashboard
-# (services/analytics/scripts/vendor_echarts.sh); a tarball that does not match writes nothing.
+# Pinned version and tarball sha512 (the registry's dist.integrity); a tarball that does not match writes
+# nothing. services/console/tests/test_reports.py checks the committed file is that release.
 set -euo pipefail
 VERSION="${ECHARTS_VERSION:-6.1.0}"
 INTEGRITY="${ECHARTS_INTEGRITY:-sha512-q0yaFPggC9FUdsWH4blavRWFmxdrIodbkoKNAjJudAI6CA9gNPxHtV2RcZNEepZVlk4yvBYkOkbk6HIVpIyHZA==}"

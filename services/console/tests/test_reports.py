@@ -142,3 +142,22 @@ def test_no_token_or_buyer_in_the_logs_of_the_pages_and_their_data(seeded, opera
     assert ADMIN_TOKEN not in logged
     assert "@example.com" not in logged.lower()  # the synthetic buyers are BuyerN@Example.com
     assert "from=" not in logged and "..%2Fadmin" not in logged  # routes are logged, never query strings
+
+
+def test_vendored_echarts_is_the_pinned_release_with_its_licence():
+    """The file the pages load is the one scripts/vendor_echarts.sh took from npm (tarball integrity checked
+    there); a hand-edited or swapped file fails here."""
+    import hashlib
+    from importlib import resources
+
+    folder = resources.files("console").joinpath("static", "vendor", "echarts")
+    version, integrity = folder.joinpath("VERSION").read_text().split()
+    assert integrity.startswith("sha512-")
+    script = folder.joinpath("echarts.min.js").read_bytes()
+    assert f'"{version}"'.encode() in script
+    assert hashlib.sha256(script).hexdigest() == ECHARTS_MIN_JS_SHA256
+    assert "Apache" in folder.joinpath("NOTICE").read_text()
+    assert "Apache License" in folder.joinpath("LICENSE").read_text()
+
+
+ECHARTS_MIN_JS_SHA256 = "b66b25aeb4df84e33199dc21694014d336d222cbd9deb0e5a7c14bd6aa0d0fd0"

@@ -1,4 +1,4 @@
-"""HTTP entry point: revenue JSON per currency and the dashboard.
+"""HTTP entry point: revenue and learning JSON per currency, for the console's Revenue and Learning pages.
 
 Every JSON endpoint needs ``Authorization: Bearer $ADMIN_TOKEN`` and takes ``from``/``to``
 (YYYY-MM-DD, at most 366 days) and an optional ``product``:
@@ -13,9 +13,9 @@ Every JSON endpoint needs ``Authorization: Bearer $ADMIN_TOKEN`` and takes ``fro
   completed, their rates and the median hours to first access; plus how much learning activity arrived.
 - ``GET /learning/refunds-by-progress``: per product and progress bucket (never_started, started,
   completed) of the purchases approved in the range, buyers, refunded and the refund rate.
-- ``GET /dashboard`` and ``/dashboard/static/<path>``: the page, its scripts and the vendored ECharts,
-  served from the package (no CDN). The page holds no data; it asks for the token once, keeps it in
-  the tab's ``sessionStorage`` and sends it as a bearer header, so it never appears in a URL or a log.
+
+The charts are the operator console's (``services/console``: Revenue and Learning pages); analytics
+serves data only.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import re
 from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Flask, Response, abort, jsonify, request
+from flask import Blueprint, Flask, Response, jsonify, request
 
 from analytics.ports import Warehouse, WarehouseUnavailable
 from analytics.service_layer import reports
@@ -38,18 +37,6 @@ MAX_RANGE_DAYS = 366
 DASHBOARD_VIEWS = ("mrr_monthly", "churn_monthly", "refund_rates_monthly")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _PRODUCT = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_STATIC = {
-    "dashboard.js": "text/javascript",
-    "dashboard.css": "text/css",
-    "vendor/echarts/echarts.min.js": "text/javascript",
-    "vendor/echarts/LICENSE": "text/plain",
-    "vendor/echarts/NOTICE": "text/plain",
-}
-CSP = (
-    "default-src 'self'; script-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    # ECharts positions its tooltip with inline styles; scripts stay 'self' only.
-    "style-src 'self' 'unsafe-inline'"
-)
 
 
 class BadRequest(Exception):
@@ -158,22 +145,6 @@ def analytics_blueprint(warehouse: Warehouse, admin_token: str | None) -> Bluepr
                 error="bad_request", message="?transaction= must be a Hotmart transaction code"
             ), 400
         return _answer(lambda: {"payments": reports.payments_of(warehouse, transaction)})
-
-    @blueprint.get("/dashboard")
-    def dashboard() -> Response:
-        html = resources.files("analytics").joinpath("static", "dashboard.html").read_text("utf-8")
-        response = Response(html, content_type="text/html; charset=utf-8")
-        response.headers["Content-Security-Policy"] = CSP
-        return response
-
-    @blueprint.get("/dashboard/static/<path:filename>")
-    def dashboard_static(filename: str) -> Response:
-        if filename not in _STATIC:
-            abort(404)
-        data = resources.files("analytics").joinpath("static", *filename.split("/")).read_bytes()
-        response = Response(data, content_type=_STATIC[filename] + "; charset=utf-8")
-        response.headers["Cache-Control"] = "public, max-age=3600"
-        return response
 
     return blueprint
 

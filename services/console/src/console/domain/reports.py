@@ -78,7 +78,7 @@ def _code(args: Mapping[str, str], name: str) -> str | None:
 def report_query(args: Mapping[str, str], today: date) -> ReportQuery:
     """``range`` (a preset) or ``from``/``to`` (both), an optional ``product``, ``currency``, ``report``.
 
-    Explicit dates win over a preset; with neither, the last 90 days (what analytics' dashboard shows).
+    Explicit dates win over a preset; with neither, the last 90 days.
     """
     preset = (args.get("range") or "").strip() or None
     start_text, end_text = (args.get("from") or "").strip(), (args.get("to") or "").strip()

@@ -1,7 +1,6 @@
 /* What the Revenue and Learning pages share: the query the page was rendered with, a JSON getter for the
  * console's own data routes (the session cookie goes along; the admin token never comes here), formats,
- * every day / month of a range, and ECharts set up for the console's strict CSP.
- * Ported from analytics' dashboard.js (services/analytics/src/analytics/static/dashboard.js). */
+ * every day / month of a range, and ECharts set up for the console's strict CSP. */
 (function () {
   "use strict";
   var DAY = 864e5;

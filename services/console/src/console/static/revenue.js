@@ -1,6 +1,6 @@
 /* The Revenue page: KPI tiles per currency and ECharts charts in one currency, from /revenue/data (which
  * the console answers from analytics' API). Amounts of different currencies are never added; every figure
- * carries its currency code. Ported from analytics' dashboard.js. */
+ * carries its currency code. */
 (function () {
   "use strict";
   var C = window.CourseBridgeCharts, $ = C.$, money = C.money, pct = C.pct, series = C.series;
