@@ -65,7 +65,7 @@
       tooltip: TOOLTIP,
       legend: {top: 0},
       grid: {left: 70, right: 20, top: 30, bottom: 30},
-      xAxis: {type: "time"},
+      xAxis: {type: "time", axisLabel: {hideOverlap: true}},  // month names and day numbers never overprint
       yAxis: {type: "value", name: unit, axisLabel: {formatter: function (v) { return v.toLocaleString("en"); }}},
       series: list
     }, true);
